@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Makes the project's Python venv (libtorch for the trainer, ONNX Runtime for the runtime, onnx
+# for the exporter's checker tests) once, and links it as `.venv` in the repository.
+#
+# The venv lives in a per-user cache directory keyed by the pinned versions, so fresh clones and
+# CI runs on the same machine reuse it; a half-made venv (interrupted install) is detected by its
+# missing completion stamp and rebuilt. Nothing is done when everything is already in place.
+#
+# Environment:
+#   VLBEIT_CACHE_DIR  where venvs are kept (default: ${XDG_CACHE_HOME:-~/.cache}/vlbeit)
+#   VLBEIT_PYTHON     the interpreter to build the venv from (default: python3)
+set -euo pipefail
+
+TORCH_VERSION=2.13.0
+ORT_VERSION=1.31.1
+ONNX_VERSION=1.19.1
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+python=${VLBEIT_PYTHON:-python3}
+cache=${VLBEIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vlbeit}
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+command -v "$python" >/dev/null || die "no Python interpreter '$python' (set VLBEIT_PYTHON)"
+pyver=$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+command -v cargo >/dev/null || die "no cargo on PATH: install Rust (rustup) first"
+
+venv="$cache/venv-py$pyver-torch$TORCH_VERSION-ort$ORT_VERSION-onnx$ONNX_VERSION"
+stamp="$venv/vlbeit/complete"
+mkdir -p "$cache"
+
+# One set-up at a time per cache (a test run and a demo started together must not race).
+exec 9>"$cache/.setup.lock"
+flock 9
+
+if [[ ! -f "$stamp" ]]; then
+    if [[ -e "$venv" ]]; then
+        say "removing an incomplete venv at $venv"
+        rm -rf "$venv"
+    fi
+    say "creating $venv (torch==$TORCH_VERSION, onnxruntime==$ORT_VERSION, onnx==$ONNX_VERSION; ~5 GB, a few minutes)"
+    start=$(date +%s)
+    "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+        "torch==$TORCH_VERSION" "onnxruntime==$ORT_VERSION" "onnx==$ONNX_VERSION"
+    site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    # Stable names, independent of the Python version, for .cargo/config.toml and the runtime.
+    mkdir -p "$venv/vlbeit"
+    ln -sfn "$site/torch" "$venv/vlbeit/libtorch"
+    ln -sfn "$site/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" "$venv/vlbeit/libonnxruntime.so"
+    [[ -f "$venv/vlbeit/libtorch/lib/libtorch.so" ]] || die "the torch wheel has no lib/libtorch.so"
+    [[ -f "$venv/vlbeit/libonnxruntime.so" ]] || die "the onnxruntime wheel has no libonnxruntime.so.$ORT_VERSION"
+    "$venv/bin/python" - "$TORCH_VERSION" "$ORT_VERSION" <<'EOF'
+import sys, torch, onnxruntime
+want_torch, want_ort = sys.argv[1], sys.argv[2]
+assert torch.__version__.split("+")[0] == want_torch, torch.__version__
+assert onnxruntime.__version__ == want_ort, onnxruntime.__version__
+EOF
+    printf 'torch==%s\nonnxruntime==%s\nonnx==%s\n' "$TORCH_VERSION" "$ORT_VERSION" "$ONNX_VERSION" >"$stamp"
+    say "venv ready in $(( $(date +%s) - start )) s"
+fi
+
+# `.venv` in the repository points at the cached venv (git-ignored).
+if [[ "$(readlink "$root/.venv" 2>/dev/null)" != "$venv" ]]; then
+    if [[ -e "$root/.venv" && ! -L "$root/.venv" ]]; then
+        die "$root/.venv exists and is not the link this script manages; move it away"
+    fi
+    ln -sfn "$venv" "$root/.venv"
+fi
