@@ -1,6 +1,136 @@
 //! vlbeit-export: writes VL-BEiT checkpoints as ONNX graphs, in pure Rust (no libtorch, no
-//! Python). The ONNX writer and graph builders are added by the exporter work; this crate is
-//! in the workspace now so that the dependency direction (core ← export, runtime ← export) is
-//! fixed from the start.
+//! Python).
+//!
+//! [`export_graphs`] reads a checkpoint directory (`config.json` + `model.safetensors`,
+//! DESIGN.md §5) and writes `image_encoder.onnx`, `text_encoder.onnx` and
+//! `fusion_encoder.onnx`, whose nodes mirror the trained forward of `train/src/model/`.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! let report = vlbeit_export::export_graphs(Path::new("ckpt"), Path::new("bundle"))?;
+//! for graph in &report.graphs {
+//!     println!("{} ({} bytes)", graph.path.display(), graph.bytes);
+//! }
+//! # Ok::<(), vlbeit_export::ExportError>(())
+//! ```
 
+mod checkpoint;
+mod graphs;
+pub mod onnx;
+
+use std::path::{Path, PathBuf};
+
+pub use checkpoint::expected_shapes as expected_weight_shapes;
+pub use graphs::Precision;
+pub use onnx::WrittenModel;
 pub use vlbeit_core as core;
+
+use checkpoint::Checkpoint;
+use graphs::Ctx;
+
+/// File names of the three graphs in a bundle (DESIGN.md §5).
+pub const IMAGE_ENCODER: &str = "image_encoder.onnx";
+pub const TEXT_ENCODER: &str = "text_encoder.onnx";
+pub const FUSION_ENCODER: &str = "fusion_encoder.onnx";
+
+/// A checkpoint that cannot be exported or a file that cannot be written, with what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {reason}", path.display())]
+    Checkpoint { path: PathBuf, reason: String },
+    #[error(
+        "weights {} do not match the config: {}",
+        path.display(),
+        describe_mismatch(missing, unexpected, wrong_shape)
+    )]
+    Mismatch {
+        path: PathBuf,
+        /// Expected by the config, absent from the file.
+        missing: Vec<String>,
+        /// In the file, not part of the model.
+        unexpected: Vec<String>,
+        /// `"<name> has shape [..], expected [..]"`.
+        wrong_shape: Vec<String>,
+    },
+}
+
+fn describe_mismatch(missing: &[String], unexpected: &[String], wrong_shape: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("missing tensors: {}", missing.join(", ")));
+    }
+    if !unexpected.is_empty() {
+        parts.push(format!("unexpected tensors: {}", unexpected.join(", ")));
+    }
+    parts.extend(wrong_shape.iter().map(|w| format!("tensor {w}")));
+    parts.join("; ")
+}
+
+/// How graphs are exported.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    pub precision: Precision,
+    pub write: onnx::WriteOptions,
+}
+
+impl ExportOptions {
+    /// Models larger than `bytes` keep their weights in a `.data` file next to the graph.
+    pub fn with_external_data_above(mut self, bytes: usize) -> Self {
+        self.write = self.write.with_external_data_above(bytes);
+        self
+    }
+}
+
+/// What [`export_graphs`] wrote.
+#[derive(Debug, Clone)]
+pub struct ExportReport {
+    pub config: vlbeit_core::config::ModelConfig,
+    /// Image, text and fusion encoder, in that order.
+    pub graphs: Vec<WrittenModel>,
+    /// Checkpoint tensors of task heads not exported yet (`heads.vqa.*`, …).
+    pub skipped_tensors: Vec<String>,
+}
+
+/// Exports the three encoder graphs of the checkpoint in `checkpoint_dir` into `out_dir`
+/// (created if needed), fp32, with default options.
+pub fn export_graphs(checkpoint_dir: &Path, out_dir: &Path) -> Result<ExportReport, ExportError> {
+    export_graphs_with(checkpoint_dir, out_dir, &ExportOptions::default())
+}
+
+/// [`export_graphs`] with explicit options.
+pub fn export_graphs_with(
+    checkpoint_dir: &Path,
+    out_dir: &Path,
+    options: &ExportOptions,
+) -> Result<ExportReport, ExportError> {
+    let ckpt = Checkpoint::load(checkpoint_dir)?;
+    std::fs::create_dir_all(out_dir).map_err(|source| ExportError::Io {
+        path: out_dir.to_owned(),
+        source,
+    })?;
+    type Build = fn(Ctx) -> onnx::proto::GraphProto;
+    let builds: [(&str, &str, Build); 3] = [
+        (IMAGE_ENCODER, "image_encoder", graphs::image_encoder),
+        (TEXT_ENCODER, "text_encoder", graphs::text_encoder),
+        (FUSION_ENCODER, "fusion_encoder", graphs::fusion_encoder),
+    ];
+    let mut written = Vec::new();
+    for (file, name, build) in builds {
+        let graph = build(Ctx::new(name, &ckpt, options.precision));
+        let path = out_dir.join(file);
+        let model = onnx::write_model(graph, &path, &options.write)
+            .map_err(|source| ExportError::Io { path, source })?;
+        written.push(model);
+    }
+    Ok(ExportReport {
+        config: ckpt.config.clone(),
+        graphs: written,
+        skipped_tensors: ckpt.skipped.clone(),
+    })
+}

@@ -18,6 +18,14 @@ enum Command {
     Scenes(cli::scenes::ScenesArgs),
     /// Train the Unigram text tokenizer.
     Tokenizer(cli::tokenizer::TokenizerArgs),
+    /// Train the VQ-KD visual tokenizer (MIM targets) on a scenes data set.
+    VisualTokenizer(cli::visual_tokenizer::VisualTokenizerArgs),
+    /// One-stage MLM + MIM + MVLM pretraining.
+    Pretrain(cli::pretrain::PretrainArgs),
+    /// Training throughput of the presets on this machine (a benchmark, not a test).
+    Bench(cli::bench::BenchArgs),
+    /// Loss curves (SVG) and held-out accuracy table of a run's metrics.jsonl.
+    Report(cli::report::ReportArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,6 +37,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Scenes(args) => cli::scenes::run(&args)?,
         Command::Tokenizer(args) => cli::tokenizer::run(&args)?,
+        Command::VisualTokenizer(args) => cli::visual_tokenizer::run(&args)?,
+        Command::Pretrain(args) => cli::pretrain::run(&args)?,
+        Command::Bench(args) => cli::bench::run(&args)?,
+        Command::Report(args) => cli::report::run(&args)?,
     }
     Ok(())
 }

@@ -1,4 +1,8 @@
 //! The `vlbeit-train` subcommands, as library functions so that tests can drive them.
 
+pub mod bench;
+pub mod pretrain;
+pub mod report;
 pub mod scenes;
 pub mod tokenizer;
+pub mod visual_tokenizer;

@@ -1,0 +1,115 @@
+//! The three encoder modes as three graphs, mirroring `train/src/model/encoder.rs`:
+//! embeddings → MoME blocks → the final shared LayerNorm → heads.
+
+use super::mome::{Route, block};
+use super::{Ctx, embed, heads};
+use crate::onnx::proto::GraphProto;
+use crate::onnx::{Dim, ElemType, Value};
+
+/// Image mode: `pixel_values f32 [batch, 3, H, W]` → `image_embeds [batch, E]` (L2-normalized
+/// [I_CLS] projection) and `image_states [batch, 1 + N, D]`.
+pub(crate) fn image_encoder(mut ctx: Ctx) -> GraphProto {
+    let c = ctx.config().clone();
+    let pixels = pixel_input(&mut ctx);
+    let mut x = embed::image(&mut ctx, &pixels);
+    for layer in 0..c.layers {
+        x = block(&mut ctx, layer, &x, None, &Route::Image);
+    }
+    let states = ctx.layer_norm(&x, "norm");
+    let embeds = heads::image_embeds(&mut ctx, &states);
+    let (batch, d, e) = (Dim::dynamic("batch"), c.hidden as i64, c.embed_dim as i64);
+    let tokens = 1 + c.num_patches() as i64;
+    let g = &mut ctx.g;
+    g.output(
+        &embeds,
+        "image_embeds",
+        ElemType::F32,
+        &[batch.clone(), e.into()],
+    );
+    g.output(
+        &states,
+        "image_states",
+        ElemType::F32,
+        &[batch, tokens.into(), d.into()],
+    );
+    ctx.g.finish()
+}
+
+/// Text mode: `input_ids, attention_mask i64 [batch, seq]` → `text_embeds [batch, E]`.
+pub(crate) fn text_encoder(mut ctx: Ctx) -> GraphProto {
+    let c = ctx.config().clone();
+    let (input_ids, attention_mask) = text_inputs(&mut ctx);
+    let mut x = embed::text(&mut ctx, &input_ids);
+    let bias = key_padding_bias(&mut ctx, &attention_mask, 0);
+    for layer in 0..c.layers {
+        x = block(&mut ctx, layer, &x, Some(&bias), &Route::Text);
+    }
+    let states = ctx.layer_norm(&x, "norm");
+    let embeds = heads::text_embeds(&mut ctx, &states);
+    let dims = [Dim::dynamic("batch"), (c.embed_dim as i64).into()];
+    ctx.g.output(&embeds, "text_embeds", ElemType::F32, &dims);
+    ctx.g.finish()
+}
+
+/// Fusion mode: one pass over `concat(text, image)`, text first, padded text keys masked →
+/// `pooled [batch, D]` (tanh pooler on [T_CLS]) and `itm_logits [batch, 2]`.
+pub(crate) fn fusion_encoder(mut ctx: Ctx) -> GraphProto {
+    let c = ctx.config().clone();
+    let (input_ids, attention_mask) = text_inputs(&mut ctx);
+    let pixels = pixel_input(&mut ctx);
+    let text = embed::text(&mut ctx, &input_ids);
+    let image = embed::image(&mut ctx, &pixels);
+    let image_len = 1 + c.num_patches() as i64;
+    let bias = key_padding_bias(&mut ctx, &attention_mask, image_len);
+    let text_len = ctx.g.dim(&input_ids, 1);
+    let route = Route::Fusion { text_len };
+    let mut x = ctx.g.concat(&[&text, &image], 1);
+    for layer in 0..c.layers {
+        x = block(&mut ctx, layer, &x, Some(&bias), &route);
+    }
+    let states = ctx.layer_norm(&x, "norm");
+    let pooled = heads::pooled(&mut ctx, &states);
+    let itm = heads::itm(&mut ctx, &pooled);
+    let batch = Dim::dynamic("batch");
+    let d = c.hidden as i64;
+    ctx.g
+        .output(&pooled, "pooled", ElemType::F32, &[batch.clone(), d.into()]);
+    ctx.g
+        .output(&itm, "itm_logits", ElemType::F32, &[batch, 2.into()]);
+    ctx.g.finish()
+}
+
+fn pixel_input(ctx: &mut Ctx) -> Value {
+    let c = ctx.config();
+    let (ch, size) = (c.channels as i64, c.image_size as i64);
+    let dims = [Dim::dynamic("batch"), ch.into(), size.into(), size.into()];
+    ctx.g.input("pixel_values", ElemType::F32, &dims)
+}
+
+fn text_inputs(ctx: &mut Ctx) -> (Value, Value) {
+    let dims = [Dim::dynamic("batch"), Dim::dynamic("seq")];
+    let ids = ctx.g.input("input_ids", ElemType::I64, &dims);
+    let mask = ctx.g.input("attention_mask", ElemType::I64, &dims);
+    (ids, mask)
+}
+
+/// Additive key bias `[B, 1, 1, L + image_len]`: the f32 minimum where `attention_mask == 0`
+/// (the trained model's `eq(0)`), 0 elsewhere and on the `image_len` image keys.
+///
+/// The trained model fills masked logits with -inf. Any row with one real key (every row has
+/// [T_CLS]) gives the same softmax either way: exp(min + logit - rowmax) underflows to exactly
+/// 0 in f32, as exp(-inf) does, and `min + logit` never overflows to -inf.
+fn key_padding_bias(ctx: &mut Ctx, attention_mask: &Value, image_len: i64) -> Value {
+    let g = &mut ctx.g;
+    let zero_i = g.scalar_i64(0);
+    let padded = g.equal(attention_mask, &zero_i);
+    let minimum = g.const_f32(&[], &[f32::MIN]);
+    let zero_f = g.const_f32(&[], &[0.0]);
+    let bias = g.where_(&padded, &minimum, &zero_f); // [B, L]
+    let bias = if image_len > 0 {
+        g.pad(&bias, &[0, 0, 0, image_len], &zero_f)
+    } else {
+        bias
+    };
+    g.unsqueeze(&bias, &[1, 2])
+}

@@ -1,0 +1,47 @@
+//! Retrieval and reranking heads (DESIGN.md §4.4), mirroring `train/src/model/heads.rs`.
+
+use super::Ctx;
+use crate::onnx::Value;
+
+/// Image-mode states `[B, 1 + N, D]` → L2-normalized projection of [I_CLS], `[B, E]`.
+pub(super) fn image_embeds(ctx: &mut Ctx, states: &Value) -> Value {
+    let cls = first_token(ctx, states);
+    let proj = ctx.linear(&cls, "heads.itc.image_proj", false);
+    l2_normalize(ctx, &proj)
+}
+
+/// Text-mode states `[B, L, D]` → L2-normalized projection of [T_CLS], `[B, E]`.
+pub(super) fn text_embeds(ctx: &mut Ctx, states: &Value) -> Value {
+    let cls = first_token(ctx, states);
+    let proj = ctx.linear(&cls, "heads.itc.text_proj", false);
+    l2_normalize(ctx, &proj)
+}
+
+/// Fused states → tanh(dense([T_CLS])), `[B, D]`.
+pub(super) fn pooled(ctx: &mut Ctx, states: &Value) -> Value {
+    let cls = first_token(ctx, states);
+    let h = ctx.linear(&cls, "heads.pooler.dense", true);
+    ctx.g.tanh(&h)
+}
+
+/// Pooled `[B, D]` → match / no-match logits `[B, 2]` (index 1 = match).
+pub(super) fn itm(ctx: &mut Ctx, pooled: &Value) -> Value {
+    ctx.linear(pooled, "heads.itm", true)
+}
+
+/// `states.select(1, 0)`.
+fn first_token(ctx: &mut Ctx, states: &Value) -> Value {
+    let zero = ctx.g.scalar_i64(0);
+    ctx.g.gather(states, &zero, 1)
+}
+
+/// x / max(‖x‖₂, 1e-12) over the last axis, as `torch.nn.functional.normalize`.
+fn l2_normalize(ctx: &mut Ctx, x: &Value) -> Value {
+    let g = &mut ctx.g;
+    let squares = g.mul(x, x);
+    let sum = g.reduce_sum(&squares, &[-1], true);
+    let norm = g.sqrt(&sum);
+    let floor = g.const_f32(&[], &[1e-12]);
+    let norm = g.max(&norm, &floor);
+    g.div(x, &norm)
+}
