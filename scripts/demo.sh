@@ -38,6 +38,9 @@ step "pretrain tiny (MLM + MIM + MVLM) -> $out/pretrain"
     --steps "${VLBEIT_DEMO_STEPS:-1000}" --eval-every 250 --checkpoint-every 250 --seed "$seed"
 "$train" report --metrics "$out/pretrain/metrics.jsonl" --svg "$out/pretrain/loss.svg"
 
+step "export -> $out/bundle (image/text/fusion ONNX graphs, verified against the trainer's golden outputs)"
+target/release/vlbeit-export --checkpoint "$out/pretrain/checkpoint" --out "$out/bundle" --verify --force
+
 step "ONNX Runtime"
 target/release/vlbeit doctor
 

@@ -14,15 +14,21 @@
 //! # Ok::<(), vlbeit_export::ExportError>(())
 //! ```
 
+mod bundle;
 mod checkpoint;
 mod graphs;
 pub mod onnx;
+mod signature;
+mod verify;
 
 use std::path::{Path, PathBuf};
 
+pub use bundle::{BUNDLE_FORMAT_VERSION, BundleOptions, BundleReport, MANIFEST, export_bundle};
 pub use checkpoint::expected_shapes as expected_weight_shapes;
 pub use graphs::Precision;
 pub use onnx::WrittenModel;
+pub use signature::{DimSpec, GraphSignature, TensorSpec};
+pub use verify::{MAX_ABS_TOLERANCE, MIN_COSINE, OutputParity, ParityReport, check_parity};
 pub use vlbeit_core as core;
 
 use checkpoint::Checkpoint;
@@ -57,6 +63,21 @@ pub enum ExportError {
         unexpected: Vec<String>,
         /// `"<name> has shape [..], expected [..]"`.
         wrong_shape: Vec<String>,
+    },
+    #[error("{}: output directory exists and is not empty (pass --force to replace it)", path.display())]
+    OutputExists { path: PathBuf },
+    #[error("{}: cannot verify the bundle: {reason}", path.display())]
+    Verify { path: PathBuf, reason: String },
+    #[error(
+        "parity gate refused the export of {}: {}",
+        checkpoint.display(),
+        failures.join("; ")
+    )]
+    ParityFailed {
+        checkpoint: PathBuf,
+        /// `"<output>: max |Δ| = …, cosine = …"` for every output out of tolerance.
+        failures: Vec<String>,
+        report: Box<ParityReport>,
     },
 }
 
@@ -93,6 +114,8 @@ pub struct ExportReport {
     pub config: vlbeit_core::config::ModelConfig,
     /// Image, text and fusion encoder, in that order.
     pub graphs: Vec<WrittenModel>,
+    /// Inputs and outputs of each graph, in the order of `graphs`.
+    pub signatures: Vec<GraphSignature>,
     /// Checkpoint tensors of task heads not exported yet (`heads.vqa.*`, …).
     pub skipped_tensors: Vec<String>,
 }
@@ -121,8 +144,10 @@ pub fn export_graphs_with(
         (FUSION_ENCODER, "fusion_encoder", graphs::fusion_encoder),
     ];
     let mut written = Vec::new();
+    let mut signatures = Vec::new();
     for (file, name, build) in builds {
         let graph = build(Ctx::new(name, &ckpt, options.precision));
+        signatures.push(GraphSignature::of(&graph));
         let path = out_dir.join(file);
         let model = onnx::write_model(graph, &path, &options.write)
             .map_err(|source| ExportError::Io { path, source })?;
@@ -131,6 +156,7 @@ pub fn export_graphs_with(
     Ok(ExportReport {
         config: ckpt.config.clone(),
         graphs: written,
+        signatures,
         skipped_tensors: ckpt.skipped.clone(),
     })
 }

@@ -1,0 +1,243 @@
+//! Checkpoint → verified bundle: a tiny pretraining writes a real checkpoint with golden/, the
+//! exporter writes the bundle and its parity gate replays golden/ from the raw inputs; a
+//! corrupted weight is refused and leaves nothing; bad output and input directories are named.
+
+use std::path::{Path, PathBuf};
+
+use sha2::Digest;
+use tch::{Device, Tensor};
+use vlbeit_core::config::ModelConfig;
+use vlbeit_core::scenes::{DatasetSpec, SplitCounts, write_dataset};
+use vlbeit_core::text::{TextTokenizer, TrainOptions};
+use vlbeit_export::{BundleOptions, ExportError, MANIFEST, export_bundle};
+use vlbeit_train::pretrain::{PretrainConfig, pretrain};
+use vlbeit_train::visual_tokenizer::{VisualTokenizer, VisualTokenizerConfig};
+
+/// A pretrained micro checkpoint (2 steps), as train/tests/pretrain.rs builds it.
+fn pretrained_checkpoint(root: &Path) -> PathBuf {
+    let counts = SplitCounts {
+        train: 24,
+        val: 8,
+        test: 4,
+        compositional: 4,
+    };
+    write_dataset(
+        root.join("scenes"),
+        &DatasetSpec {
+            image_size: 32,
+            seed: 5,
+            scenes: counts,
+            nlvr2: counts,
+            corpus_sentences: 300,
+            shard_size: 10,
+        },
+    )
+    .unwrap();
+    let corpus = std::fs::read_to_string(root.join("scenes/corpus.txt")).unwrap();
+    let tokenizer = TextTokenizer::train(corpus.lines(), &TrainOptions::default()).unwrap();
+    tokenizer.save(&root.join("tokenizer.json")).unwrap();
+    let model = ModelConfig {
+        hidden: 32,
+        layers: 2,
+        heads: 2,
+        mlp_ratio: 2,
+        image_size: 32,
+        patch_size: 8,
+        vocab_size: tokenizer.vocab_size(),
+        max_text_len: 32,
+        max_pair_text_len: 24,
+        vl_ffn_start: 1,
+        visual_vocab: 32,
+        embed_dim: 16,
+        ..ModelConfig::tiny()
+    };
+    let mut vt = VisualTokenizerConfig::for_model(&model);
+    vt.encoder.width = 32;
+    vt.encoder.heads = 1;
+    vt.encoder.depth = 1;
+    vt.decoder = vt.encoder.clone();
+    VisualTokenizer::new(vt, Device::Cpu)
+        .unwrap()
+        .save(&root.join("visual_tokenizer"))
+        .unwrap();
+    let mut c = PretrainConfig::new(
+        model,
+        root.join("scenes"),
+        root.join("tokenizer.json"),
+        root.join("visual_tokenizer"),
+        root.join("run"),
+    );
+    c.steps = 2;
+    c.batch_size = 3;
+    c.warmup_steps = 1;
+    c.eval_batches = 1;
+    c.progress = false;
+    pretrain(&c).unwrap().checkpoint
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dst = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &dst);
+        } else {
+            std::fs::copy(entry.path(), dst).unwrap();
+        }
+    }
+}
+
+fn sha256(path: &Path) -> String {
+    sha2::Sha256::digest(std::fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn verify() -> BundleOptions {
+    BundleOptions {
+        verify: true,
+        ..BundleOptions::default()
+    }
+}
+
+#[test]
+fn a_pretrained_checkpoint_exports_as_a_verified_bundle() {
+    tch::set_num_threads(1);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let checkpoint = pretrained_checkpoint(root);
+    let out = root.join("bundle");
+
+    // Verified export passes, every output within fp32 tolerance.
+    let report = export_bundle(&checkpoint, &out, &verify()).unwrap();
+    let parity = report.parity.as_ref().expect("verified");
+    assert!(parity.passed);
+    assert_eq!(parity.outputs.len(), 5);
+    for o in &parity.outputs {
+        println!(
+            "{:<14} {:?} max|Δ| = {:.3e}  cosine = {:.9}",
+            o.output, o.shape, o.max_abs, o.cosine
+        );
+        assert!(o.max_abs <= 1e-4, "{}: {}", o.output, o.max_abs);
+        assert!(o.cosine >= 0.99999, "{}: {}", o.output, o.cosine);
+    }
+
+    // The manifest's hashes are those of the files, and it lists every file but itself.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join(MANIFEST)).unwrap()).unwrap();
+    assert_eq!(manifest["format_version"], 1);
+    assert_eq!(manifest["precision"], "fp32");
+    assert_eq!(manifest["parity"]["passed"], true);
+    assert_eq!(
+        manifest["source_checkpoint"]["model_sha256"],
+        sha256(&checkpoint.join("model.safetensors"))
+    );
+    let files = manifest["files"].as_object().unwrap();
+    for name in [
+        "image_encoder.onnx",
+        "text_encoder.onnx",
+        "fusion_encoder.onnx",
+        "tokenizer.json",
+        "golden/inputs.json",
+        "golden/outputs.safetensors",
+    ] {
+        assert!(files.contains_key(name), "{name} not in the manifest");
+    }
+    assert!(!files.contains_key(MANIFEST));
+    for (name, hash) in files {
+        assert_eq!(hash.as_str().unwrap(), sha256(&out.join(name)), "{name}");
+    }
+    for (file, graph) in manifest["graphs"].as_object().unwrap() {
+        assert_eq!(graph["sha256"], files[file.as_str()], "{file}");
+    }
+    let text = &manifest["graphs"]["text_encoder.onnx"];
+    assert_eq!(text["inputs"][0]["name"], "input_ids");
+    assert_eq!(text["inputs"][0]["dtype"], "int64");
+    assert_eq!(
+        text["inputs"][0]["shape"],
+        serde_json::json!(["batch", "seq"])
+    );
+    let image = &manifest["graphs"]["image_encoder.onnx"];
+    assert_eq!(
+        image["inputs"][0]["shape"],
+        serde_json::json!(["batch", 3, 32, 32])
+    );
+    assert_eq!(
+        manifest["pair_max_len"],
+        manifest["model"]["max_pair_text_len"]
+    );
+    assert_eq!(manifest["tokenizer"]["max_len"], 32);
+    // No temp dir is left next to the bundle.
+    let leftovers: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty());
+
+    // An existing non-empty bundle is not replaced without force, and is with it.
+    let err = export_bundle(&checkpoint, &out, &verify()).unwrap_err();
+    assert!(matches!(err, ExportError::OutputExists { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&out.display().to_string()),
+        "{err}"
+    );
+    let forced = BundleOptions {
+        force: true,
+        ..BundleOptions::default()
+    };
+    let report = export_bundle(&checkpoint, &out, &forced).unwrap();
+    assert!(report.parity.is_none());
+    assert!(report.manifest["parity"].is_null());
+
+    // A corrupted weight: the gate refuses and nothing is written.
+    let corrupt = root.join("corrupt");
+    copy_dir(&checkpoint, &corrupt);
+    let weights = corrupt.join("model.safetensors");
+    let tensors: Vec<(String, Tensor)> = Tensor::read_safetensors(&weights)
+        .unwrap()
+        .into_iter()
+        .map(|(name, t)| {
+            let t = if name == "embed.patch.weight" {
+                t * 1.5
+            } else {
+                t
+            };
+            (name, t)
+        })
+        .collect();
+    Tensor::write_safetensors(&tensors, &weights).unwrap();
+    let refused = root.join("refused");
+    let err = export_bundle(&corrupt, &refused, &verify()).unwrap_err();
+    println!("refused: {err}");
+    let ExportError::ParityFailed { failures, .. } = &err else {
+        panic!("expected a parity failure, got {err}");
+    };
+    assert!(
+        failures.iter().any(|f| f.starts_with("image_states")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("max |Δ|"), "{err}");
+    assert!(!refused.exists());
+
+    // A checkpoint without config.json is named.
+    let no_config = root.join("no-config");
+    copy_dir(&checkpoint, &no_config);
+    std::fs::remove_file(no_config.join("config.json")).unwrap();
+    let err = export_bundle(&no_config, &root.join("b2"), &verify()).unwrap_err();
+    let config = no_config.join("config.json").display().to_string();
+    assert!(err.to_string().contains(&config), "{err}");
+    assert!(!root.join("b2").exists());
+
+    // An output whose parent is a file cannot be written: the error names the path.
+    let blocker = root.join("blocker");
+    std::fs::write(&blocker, b"x").unwrap();
+    let err = export_bundle(&checkpoint, &blocker.join("out"), &verify()).unwrap_err();
+    assert!(matches!(err, ExportError::Io { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&blocker.display().to_string()),
+        "{err}"
+    );
+}
