@@ -54,7 +54,7 @@ struct ConfigSections {
 }
 
 /// Removes the temp dir unless the bundle was moved into place.
-struct TempDir(Option<PathBuf>);
+pub(crate) struct TempDir(pub(crate) Option<PathBuf>);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -64,7 +64,7 @@ impl Drop for TempDir {
     }
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
     move |source| ExportError::Io {
         path: path.to_owned(),
         source,
@@ -133,7 +133,12 @@ pub fn export_bundle(
             path: tmp_path.clone(),
             reason: format!("loading ONNX Runtime: {e}"),
         })?;
-        let report = check_parity(&tmp_path, &sections.preprocess, &runtime)?;
+        let report = check_parity(
+            &tmp_path,
+            &sections.preprocess,
+            &runtime,
+            options.export.precision,
+        )?;
         if !report.passed {
             return Err(ExportError::ParityFailed {
                 checkpoint: checkpoint_dir.to_owned(),
@@ -152,6 +157,7 @@ pub fn export_bundle(
         &sections,
         &export,
         parity.as_ref(),
+        options.export.precision,
     )?;
     let manifest_path = tmp_path.join(MANIFEST);
     let text = serde_json::to_string_pretty(&manifest).expect("a JSON value serializes");
@@ -203,7 +209,7 @@ fn missing(path: &Path) -> ExportError {
     }
 }
 
-fn is_non_empty_dir(path: &Path) -> bool {
+pub(crate) fn is_non_empty_dir(path: &Path) -> bool {
     match std::fs::read_dir(path) {
         Ok(mut entries) => entries.next().is_some(),
         // A file (or anything unreadable) at the path is not replaced silently.
@@ -271,6 +277,7 @@ fn manifest(
     sections: &ConfigSections,
     export: &ExportReport,
     parity: Option<&ParityReport>,
+    precision: crate::Precision,
 ) -> Result<Json, ExportError> {
     let files = file_hashes(bundle)?;
     let mut graphs = serde_json::Map::new();
@@ -307,7 +314,7 @@ fn manifest(
         "tokenizer": sections.tokenizer,
         "pair_max_len": sections.pair_max_len,
         "heads": heads,
-        "precision": "fp32",
+        "precision": precision.as_str(),
         "graphs": graphs,
         "source_checkpoint": {
             "model_sha256": sha256_file(&checkpoint_dir.join("model.safetensors"))?,

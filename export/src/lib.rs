@@ -19,6 +19,7 @@ mod checkpoint;
 mod graphs;
 pub mod onnx;
 mod signature;
+mod triton;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -28,7 +29,14 @@ pub use checkpoint::expected_shapes as expected_weight_shapes;
 pub use graphs::Precision;
 pub use onnx::WrittenModel;
 pub use signature::{DimSpec, GraphSignature, TensorSpec};
-pub use verify::{MAX_ABS_TOLERANCE, MIN_COSINE, OutputParity, ParityReport, check_parity};
+pub use triton::{
+    InstanceKind, TensorRtOptions, TritonModel, TritonOptions, TritonReport, TrtPrecision,
+    write_triton_repository,
+};
+pub use verify::{
+    MAX_ABS_TOLERANCE, MIN_COSINE, MIN_COSINE_F16, OutputParity, ParityReport, Tolerance,
+    check_parity,
+};
 pub use vlbeit_core as core;
 
 use checkpoint::Checkpoint;
@@ -66,6 +74,8 @@ pub enum ExportError {
     },
     #[error("{}: output directory exists and is not empty (pass --force to replace it)", path.display())]
     OutputExists { path: PathBuf },
+    #[error("{}: cannot write the Triton repository: {reason}", path.display())]
+    Triton { path: PathBuf, reason: String },
     #[error("{}: cannot verify the bundle: {reason}", path.display())]
     Verify { path: PathBuf, reason: String },
     #[error(
@@ -96,11 +106,18 @@ fn describe_mismatch(missing: &[String], unexpected: &[String], wrong_shape: &[S
 /// How graphs are exported.
 #[derive(Debug, Clone, Default)]
 pub struct ExportOptions {
+    /// fp32 (default) or fp16 weights and activations; inputs and outputs are the same in both.
     pub precision: Precision,
     pub write: onnx::WriteOptions,
 }
 
 impl ExportOptions {
+    /// These options with weights and activations in `precision`.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
     /// Models larger than `bytes` keep their weights in a `.data` file next to the graph.
     pub fn with_external_data_above(mut self, bytes: usize) -> Self {
         self.write = self.write.with_external_data_above(bytes);
@@ -121,7 +138,7 @@ pub struct ExportReport {
 }
 
 /// Exports the three encoder graphs of the checkpoint in `checkpoint_dir` into `out_dir`
-/// (created if needed), fp32, with default options.
+/// (created if needed), fp32, with default options (see [`ExportOptions::precision`] for fp16).
 pub fn export_graphs(checkpoint_dir: &Path, out_dir: &Path) -> Result<ExportReport, ExportError> {
     export_graphs_with(checkpoint_dir, out_dir, &ExportOptions::default())
 }

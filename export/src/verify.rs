@@ -12,12 +12,49 @@ use vlbeit_core::config::PreprocessConfig;
 use vlbeit_core::preprocess::{ImageInput, Preprocessor};
 use vlbeit_core::text::{Padding, TextTokenizer};
 
-use crate::{ExportError, FUSION_ENCODER, IMAGE_ENCODER, TEXT_ENCODER};
+use crate::{ExportError, FUSION_ENCODER, IMAGE_ENCODER, TEXT_ENCODER, graphs::Precision};
 
 /// fp32 tolerance: every output's max |Δ| must not exceed this…
 pub const MAX_ABS_TOLERANCE: f64 = 1e-4;
 /// …and its cosine similarity with the trainer's output must reach this.
 pub const MIN_COSINE: f64 = 0.99999;
+/// fp16 tolerance: every output's cosine similarity with the trainer's (fp32) output must reach
+/// this; max |Δ| is reported, not gated.
+pub const MIN_COSINE_F16: f64 = 0.999;
+
+/// The gate of one precision.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tolerance {
+    /// `None`: max |Δ| is measured but not gated.
+    pub max_abs: Option<f64>,
+    pub min_cosine: f64,
+}
+
+impl Tolerance {
+    /// fp32: max |Δ| ≤ [`MAX_ABS_TOLERANCE`] and cosine ≥ [`MIN_COSINE`]; fp16: cosine ≥
+    /// [`MIN_COSINE_F16`].
+    pub fn of(precision: Precision) -> Self {
+        match precision {
+            Precision::F32 => Self {
+                max_abs: Some(MAX_ABS_TOLERANCE),
+                min_cosine: MIN_COSINE,
+            },
+            Precision::F16 => Self {
+                max_abs: None,
+                min_cosine: MIN_COSINE_F16,
+            },
+        }
+    }
+
+    /// Do these measurements pass? (A NaN never does.)
+    pub fn passes(&self, max_abs: f64, cosine: f64) -> bool {
+        let abs_ok = match self.max_abs {
+            Some(limit) => max_abs <= limit,
+            None => !max_abs.is_nan(),
+        };
+        abs_ok && cosine >= self.min_cosine
+    }
+}
 
 /// `golden/inputs.json` as the trainer writes it.
 #[derive(Debug, Deserialize)]
@@ -49,7 +86,10 @@ pub struct OutputParity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParityReport {
     pub onnxruntime: String,
-    pub max_abs_tolerance: f64,
+    /// Precision of the graphs checked (`fp32`, `fp16`).
+    pub precision: String,
+    /// `None` (null) where max |Δ| is not gated (fp16).
+    pub max_abs_tolerance: Option<f64>,
     pub min_cosine: f64,
     pub passed: bool,
     pub outputs: Vec<OutputParity>,
@@ -62,15 +102,13 @@ impl ParityReport {
             .iter()
             .filter(|o| !o.passed)
             .map(|o| {
+                let limit = match self.max_abs_tolerance {
+                    Some(limit) => format!("limit {limit:.0e}"),
+                    None => "not gated".to_owned(),
+                };
                 format!(
-                    "{} ({} vs golden {}): max |Δ| = {:.3e} (limit {:.0e}), cosine = {:.9} (min {})",
-                    o.output,
-                    o.graph,
-                    o.golden,
-                    o.max_abs,
-                    self.max_abs_tolerance,
-                    o.cosine,
-                    self.min_cosine
+                    "{} ({} vs golden {}): max |Δ| = {:.3e} ({limit}), cosine = {:.9} (min {})",
+                    o.output, o.graph, o.golden, o.max_abs, o.cosine, self.min_cosine
                 )
             })
             .collect()
@@ -92,12 +130,15 @@ fn read(path: &Path) -> Result<Vec<u8>, ExportError> {
 }
 
 /// Replays `bundle/golden/` through the graphs, tokenizer and `preprocess` of `bundle` and
-/// measures every output. Tolerances are not enforced here: see [`ParityReport::passed`].
+/// measures every output against the tolerance of `precision` (the graphs' precision). Nothing
+/// is refused here: see [`ParityReport::passed`].
 pub fn check_parity(
     bundle: &Path,
     preprocess: &PreprocessConfig,
     runtime: &vlbeit::Runtime,
+    precision: Precision,
 ) -> Result<ParityReport, ExportError> {
+    let tolerance = Tolerance::of(precision);
     let golden = bundle.join("golden");
     let inputs_path = golden.join("inputs.json");
     let inputs: GoldenInputs =
@@ -178,6 +219,7 @@ pub fn check_parity(
             &expected,
             golden_name,
             &path,
+            &tolerance,
         )?);
     }
     drop(out);
@@ -197,6 +239,7 @@ pub fn check_parity(
         &expected,
         "text_embeds",
         &path,
+        &tolerance,
     )?);
     drop(out);
 
@@ -217,13 +260,15 @@ pub fn check_parity(
             &expected,
             golden_name,
             &path,
+            &tolerance,
         )?);
     }
 
     Ok(ParityReport {
         onnxruntime: runtime.library().version.clone(),
-        max_abs_tolerance: MAX_ABS_TOLERANCE,
-        min_cosine: MIN_COSINE,
+        precision: precision.as_str().to_owned(),
+        max_abs_tolerance: tolerance.max_abs,
+        min_cosine: tolerance.min_cosine,
         passed: report.iter().all(|o| o.passed),
         outputs: report,
     })
@@ -246,6 +291,7 @@ fn compare(
     expected: &safetensors::SafeTensors<'_>,
     golden_name: &str,
     graph_path: &Path,
+    tolerance: &Tolerance,
 ) -> Result<OutputParity, ExportError> {
     let value = out
         .get(name)
@@ -300,6 +346,6 @@ fn compare(
         shape: got_shape,
         max_abs,
         cosine,
-        passed: max_abs <= MAX_ABS_TOLERANCE && cosine >= MIN_COSINE,
+        passed: tolerance.passes(max_abs, cosine),
     })
 }

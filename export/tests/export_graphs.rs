@@ -8,7 +8,7 @@ use std::process::Command;
 
 use vlbeit_core::config::{ModelConfig, Variant};
 use vlbeit_export::{
-    ExportError, ExportOptions, FUSION_ENCODER, IMAGE_ENCODER, TEXT_ENCODER,
+    ExportError, ExportOptions, FUSION_ENCODER, IMAGE_ENCODER, Precision, TEXT_ENCODER,
     expected_weight_shapes, export_graphs, export_graphs_with,
 };
 
@@ -125,6 +125,88 @@ fn mome_and_standard_graphs_pass_the_full_onnx_check() {
         // Only the three graphs: temp files were renamed away.
         assert_eq!(std::fs::read_dir(&out).unwrap().count(), 3);
     }
+}
+
+#[test]
+fn fp16_graphs_pass_the_full_onnx_check_with_fp32_inputs_and_outputs() {
+    for variant in [Variant::Mome, Variant::Standard] {
+        let root = tempfile::tempdir().unwrap();
+        let config = small(variant);
+        let ckpt = root.path().join("ckpt");
+        write_checkpoint(&ckpt, &config, &expected_weight_shapes(&config));
+        let out32 = root.path().join("fp32");
+        let out16 = root.path().join("fp16");
+        let fp32 = export_graphs(&ckpt, &out32).unwrap();
+        let options = ExportOptions::default().with_precision(Precision::F16);
+        let fp16 = export_graphs_with(&ckpt, &out16, &options).unwrap();
+        check_with_onnx(&graph_paths(&out16));
+        // Callers see the same graph signatures in both precisions.
+        assert_eq!(fp32.signatures, fp16.signatures);
+        for (a, b) in fp32.graphs.iter().zip(&fp16.graphs) {
+            let ratio = b.bytes as f64 / a.bytes as f64;
+            println!(
+                "{variant:?} {}: fp32 {} bytes, fp16 {} bytes ({ratio:.3})",
+                a.path.file_name().unwrap().to_string_lossy(),
+                a.bytes,
+                b.bytes
+            );
+            // The small test model is dominated by weights; LayerNorm parameters stay f32.
+            assert!(ratio < 0.6, "fp16 / fp32 size ratio {ratio}");
+        }
+    }
+    // Weights are FLOAT16 except the LayerNorm scale/bias; the mask bias is f32 (fp32 softmax).
+    let script = "import sys, onnx\nm = onnx.load(sys.argv[1])\nfor t in m.graph.initializer:\n    if t.data_type == 1:\n        assert 'norm' in t.name or t.name.startswith('const'), t.name\nassert any(t.data_type == 10 for t in m.graph.initializer)\nops = [n.op_type for n in m.graph.node]\nassert ops.count('LayerNormalization') > 0 and ops.count('Softmax') > 0\n";
+    let root = tempfile::tempdir().unwrap();
+    let config = small(Variant::Mome);
+    let ckpt = root.path().join("ckpt");
+    write_checkpoint(&ckpt, &config, &expected_weight_shapes(&config));
+    let out = root.path().join("fp16");
+    let options = ExportOptions::default().with_precision(Precision::F16);
+    export_graphs_with(&ckpt, &out, &options).unwrap();
+    let status = Command::new(venv_python())
+        .args(["-c", script])
+        .arg(out.join(FUSION_ENCODER))
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn f32_to_f16_rounds_to_nearest_even() {
+    use vlbeit_export::onnx::{f16_bits_to_f32, f32_to_f16_bits};
+    let cases: [(f32, u16); 14] = [
+        (0.0, 0x0000),
+        (-0.0, 0x8000),
+        (1.0, 0x3c00),
+        (-2.0, 0xc000),
+        (65504.0, 0x7bff),
+        (65520.0, 0x7c00), // halfway to the next binade: rounds to even, which is inf
+        (1e6, 0x7c00),
+        (f32::INFINITY, 0x7c00),
+        (f32::NEG_INFINITY, 0xfc00),
+        (6.103_515_6e-5, 0x0400),     // smallest normal
+        (5.960_464_5e-8, 0x0001),     // smallest subnormal
+        (2.980_232_2e-8, 0x0000),     // half of it: tie to even (0)
+        (1.0 + 1.0 / 2048.0, 0x3c00), // tie between 0x3c00 and 0x3c01: even
+        (1.0 + 3.0 / 2048.0, 0x3c02), // tie between 0x3c01 and 0x3c02: even
+    ];
+    for (x, bits) in cases {
+        assert_eq!(f32_to_f16_bits(x), bits, "{x:e}");
+    }
+    assert!(f16_bits_to_f32(f32_to_f16_bits(f32::NAN)).is_nan());
+    // Every half value round-trips exactly.
+    for h in 0..=u16::MAX {
+        let x = f16_bits_to_f32(h);
+        if x.is_nan() {
+            continue;
+        }
+        assert_eq!(f32_to_f16_bits(x), h, "{h:#06x}");
+    }
+    // Just above a tie rounds up; just below rounds down.
+    let above = f32::from_bits((1.0f32 + 1.0 / 2048.0).to_bits() + 1);
+    let below = f32::from_bits((1.0f32 + 1.0 / 2048.0).to_bits() - 1);
+    assert_eq!(f32_to_f16_bits(above), 0x3c01);
+    assert_eq!(f32_to_f16_bits(below), 0x3c00);
 }
 
 #[test]

@@ -9,7 +9,9 @@ use tch::{Device, Tensor};
 use vlbeit_core::config::ModelConfig;
 use vlbeit_core::scenes::{DatasetSpec, SplitCounts, write_dataset};
 use vlbeit_core::text::{TextTokenizer, TrainOptions};
-use vlbeit_export::{BundleOptions, ExportError, MANIFEST, export_bundle};
+use vlbeit_export::{
+    BundleOptions, ExportError, ExportOptions, MANIFEST, Precision, export_bundle,
+};
 use vlbeit_train::pretrain::{PretrainConfig, pretrain};
 use vlbeit_train::visual_tokenizer::{VisualTokenizer, VisualTokenizerConfig};
 
@@ -176,6 +178,46 @@ fn a_pretrained_checkpoint_exports_as_a_verified_bundle() {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
         .collect();
     assert!(leftovers.is_empty());
+
+    // fp16: the verified export passes its gate (cosine ≥ 0.999), the manifest says so, the
+    // signatures are those of fp32 and the graphs are about half the size.
+    let out16 = root.join("bundle-fp16");
+    let options16 = BundleOptions {
+        export: ExportOptions::default().with_precision(Precision::F16),
+        ..verify()
+    };
+    let report16 = export_bundle(&checkpoint, &out16, &options16).unwrap();
+    let parity16 = report16.parity.as_ref().expect("verified");
+    assert!(parity16.passed);
+    assert_eq!(parity16.precision, "fp16");
+    assert_eq!(parity16.max_abs_tolerance, None);
+    assert_eq!(parity16.outputs.len(), 5);
+    for o in &parity16.outputs {
+        println!(
+            "fp16 {:<14} {:?} max|Δ| = {:.3e}  cosine = {:.9}",
+            o.output, o.shape, o.max_abs, o.cosine
+        );
+        assert!(o.cosine >= 0.999, "{}: {}", o.output, o.cosine);
+    }
+    let manifest16: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out16.join(MANIFEST)).unwrap()).unwrap();
+    assert_eq!(manifest16["precision"], "fp16");
+    assert_eq!(manifest16["parity"]["passed"], true);
+    assert_eq!(manifest16["parity"]["min_cosine"], 0.999);
+    for (file, graph) in manifest["graphs"].as_object().unwrap() {
+        let graph16 = &manifest16["graphs"][file.as_str()];
+        assert_eq!(graph["inputs"], graph16["inputs"], "{file}");
+        assert_eq!(graph["outputs"], graph16["outputs"], "{file}");
+        let (b32, b16) = (
+            graph["bytes"].as_f64().unwrap(),
+            graph16["bytes"].as_f64().unwrap(),
+        );
+        println!(
+            "{file:<20} fp32 {b32} bytes, fp16 {b16} bytes ({:.3})",
+            b16 / b32
+        );
+        assert!((0.45..0.6).contains(&(b16 / b32)), "{file}: {b32} → {b16}");
+    }
 
     // An existing non-empty bundle is not replaced without force, and is with it.
     let err = export_bundle(&checkpoint, &out, &verify()).unwrap_err();

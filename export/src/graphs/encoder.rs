@@ -17,6 +17,7 @@ pub(crate) fn image_encoder(mut ctx: Ctx) -> GraphProto {
     }
     let states = ctx.layer_norm(&x, "norm");
     let embeds = heads::image_embeds(&mut ctx, &states);
+    let states = ctx.cast_f32(&states);
     let (batch, d, e) = (Dim::dynamic("batch"), c.hidden as i64, c.embed_dim as i64);
     let tokens = 1 + c.num_patches() as i64;
     let g = &mut ctx.g;
@@ -70,6 +71,8 @@ pub(crate) fn fusion_encoder(mut ctx: Ctx) -> GraphProto {
     let states = ctx.layer_norm(&x, "norm");
     let pooled = heads::pooled(&mut ctx, &states);
     let itm = heads::itm(&mut ctx, &pooled);
+    let pooled = ctx.cast_f32(&pooled);
+    let itm = ctx.cast_f32(&itm);
     let batch = Dim::dynamic("batch");
     let d = c.hidden as i64;
     ctx.g
@@ -83,7 +86,8 @@ fn pixel_input(ctx: &mut Ctx) -> Value {
     let c = ctx.config();
     let (ch, size) = (c.channels as i64, c.image_size as i64);
     let dims = [Dim::dynamic("batch"), ch.into(), size.into(), size.into()];
-    ctx.g.input("pixel_values", ElemType::F32, &dims)
+    let pixels = ctx.g.input("pixel_values", ElemType::F32, &dims);
+    ctx.cast_compute(&pixels)
 }
 
 fn text_inputs(ctx: &mut Ctx) -> (Value, Value) {
@@ -93,7 +97,8 @@ fn text_inputs(ctx: &mut Ctx) -> (Value, Value) {
     (ids, mask)
 }
 
-/// Additive key bias `[B, 1, 1, L + image_len]`: the f32 minimum where `attention_mask == 0`
+/// Additive key bias `[B, 1, 1, L + image_len]`, f32 in both precisions (the attention adds it
+/// in its fp32 softmax section): the f32 minimum where `attention_mask == 0`
 /// (the trained model's `eq(0)`), 0 elsewhere and on the `image_len` image keys.
 ///
 /// The trained model fills masked logits with -inf. Any row with one real key (every row has

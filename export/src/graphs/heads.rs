@@ -35,8 +35,10 @@ fn first_token(ctx: &mut Ctx, states: &Value) -> Value {
     ctx.g.gather(states, &zero, 1)
 }
 
-/// x / max(‖x‖₂, 1e-12) over the last axis, as `torch.nn.functional.normalize`.
+/// x / max(‖x‖₂, 1e-12) over the last axis, as `torch.nn.functional.normalize`; computed in
+/// fp32 (an fp16 `x` is cast first), so the result is f32 in both precisions.
 fn l2_normalize(ctx: &mut Ctx, x: &Value) -> Value {
+    let x = &ctx.cast_f32(x);
     let g = &mut ctx.g;
     let squares = g.mul(x, x);
     let sum = g.reduce_sum(&squares, &[-1], true);

@@ -9,7 +9,7 @@
 use vlbeit_core::config::Variant;
 
 use super::Ctx;
-use crate::onnx::Value;
+use crate::onnx::{ElemType, Value};
 
 /// Which expert(s) a block applies, decided by the encoder mode.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub(super) enum Route {
 
 /// Multi-head self-attention of block `layer`. Fused qkv with bias `[q_bias, 0, v_bias]` (BEiT:
 /// a key bias would shift every logit of a row equally), scale head_dim^-0.5 on q, logits and
-/// softmax in fp32, padded keys masked by `key_bias [B, 1, 1, S]` (0 or the f32 minimum).
+/// softmax in fp32 (also in an fp16 export), padded keys masked by `key_bias [B, 1, 1, S]` (0 or the f32 minimum).
 ///
 /// Written as MatMul/Add/Softmax/MatMul so ONNX Runtime's attention fusion can recognise it.
 fn attention(ctx: &mut Ctx, layer: usize, x: &Value, key_bias: Option<&Value>) -> Value {
@@ -41,9 +41,11 @@ fn attention(ctx: &mut Ctx, layer: usize, x: &Value, key_bias: Option<&Value>) -
         let v = ctx.weight_data(&format!("{prefix}.v_bias"));
         let zeros = vec![0f32; v.len()];
         let bias: Vec<f32> = [q, zeros, v].concat();
-        ctx.g.initializer_f32(&bias_name, &[3 * d], &bias)
+        ctx.float_initializer(&bias_name, &[3 * d], &bias)
     };
     let w = ctx.weight_t(&format!("{prefix}.qkv.weight"));
+    let scale = ctx.const_float(&[], &[scale]);
+    let f16 = ctx.is_f16();
     let g = &mut ctx.g;
     let qkv = g.matmul(x, &w);
     let qkv = g.add(&qkv, &qkv_bias);
@@ -53,15 +55,25 @@ fn attention(ctx: &mut Ctx, layer: usize, x: &Value, key_bias: Option<&Value>) -
     let q = g.gather(&qkv, &i0, 0);
     let k = g.gather(&qkv, &i1, 0);
     let v = g.gather(&qkv, &i2, 0);
-    let scale = g.const_f32(&[], &[scale]);
     let q = g.mul(&q, &scale);
     let k_t = g.transpose(&k, &[0, 1, 3, 2]);
-    let logits = g.matmul(&q, &k_t); // [B, H, S, S], fp32
+    let logits = g.matmul(&q, &k_t); // [B, H, S, S]
+    // The mask and the softmax run in fp32 (the f32-minimum key bias has no fp16 equivalent).
+    let logits = if f16 {
+        g.cast(&logits, ElemType::F32)
+    } else {
+        logits
+    };
     let logits = match key_bias {
         Some(bias) => g.add(&logits, bias),
         None => logits,
     };
     let attn = g.softmax(&logits, -1);
+    let attn = if f16 {
+        g.cast(&attn, ElemType::F16)
+    } else {
+        attn
+    };
     let out = g.matmul(&attn, &v); // [B, H, S, hd]
     let out = g.transpose(&out, &[0, 2, 1, 3]);
     let out = g.reshape(&out, &[0, 0, d]);
@@ -79,10 +91,10 @@ fn expert(ctx: &mut Ctx, prefix: &str, x: &Value) -> Value {
 /// GELU(x) = x · ½(1 + erf(x/√2)) (tch `gelu("none")`), in the Div/Erf/Add/Mul/Mul order that
 /// ONNX Runtime's GeluFusion matches.
 fn gelu_erf(ctx: &mut Ctx, x: &Value) -> Value {
+    let sqrt2 = ctx.const_float(&[], &[std::f32::consts::SQRT_2]);
+    let one = ctx.const_float(&[], &[1.0]);
+    let half = ctx.const_float(&[], &[0.5]);
     let g = &mut ctx.g;
-    let sqrt2 = g.const_f32(&[], &[std::f32::consts::SQRT_2]);
-    let one = g.const_f32(&[], &[1.0]);
-    let half = g.const_f32(&[], &[0.5]);
     let h = g.div(x, &sqrt2);
     let h = g.erf(&h);
     let h = g.add(&h, &one);

@@ -24,6 +24,8 @@ impl Value {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ElemType {
     F32,
+    /// IEEE 754 half precision (ONNX `FLOAT16`).
+    F16,
     I64,
     Bool,
 }
@@ -32,6 +34,7 @@ impl ElemType {
     fn data_type(self) -> DataType {
         match self {
             Self::F32 => DataType::Float,
+            Self::F16 => DataType::Float16,
             Self::I64 => DataType::Int64,
             Self::Bool => DataType::Bool,
         }
@@ -141,6 +144,29 @@ impl GraphBuilder {
         self.push_initializer(name, DataType::Float, dims, raw)
     }
 
+    /// An fp16 initializer named `name`, converted from f32 with round-to-nearest-even
+    /// (values beyond the fp16 range become ±inf, as a PyTorch `.half()` does).
+    pub fn initializer_f16(&mut self, name: &str, dims: &[i64], data: &[f32]) -> Value {
+        assert_eq!(
+            dims.iter().product::<i64>() as usize,
+            data.len(),
+            "initializer `{name}`: {dims:?} does not hold {} values",
+            data.len()
+        );
+        let raw = data
+            .iter()
+            .flat_map(|&x| f32_to_f16_bits(x).to_le_bytes())
+            .collect();
+        self.push_initializer(name, DataType::Float16, dims, raw)
+    }
+
+    /// A fresh-named fp16 constant (`dims` may be empty: a scalar).
+    pub fn const_f16(&mut self, dims: &[i64], data: &[f32]) -> Value {
+        let name = self.fresh_name("const");
+        self.names.remove(&name);
+        self.initializer_f16(&name, dims, data)
+    }
+
     /// An i64 initializer named `name`.
     pub fn initializer_i64(&mut self, name: &str, dims: &[i64], data: &[i64]) -> Value {
         assert_eq!(dims.iter().product::<i64>() as usize, data.len());
@@ -226,6 +252,71 @@ impl GraphBuilder {
             ..Default::default()
         }
     }
+}
+
+/// The IEEE 754 binary16 bits nearest to `x` (round to nearest, ties to even); overflow gives
+/// ±inf, NaN stays NaN (quiet), values below the smallest subnormal round to ±0.
+pub fn f32_to_f16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exp = ((bits >> 23) & 0xff) as i32;
+    let man = bits & 0x007f_ffff;
+    if exp == 0xff {
+        // inf or NaN (keep NaN a NaN with the quiet bit set)
+        return sign
+            | 0x7c00
+            | if man != 0 {
+                0x0200 | (man >> 13) as u16
+            } else {
+                0
+            };
+    }
+    // Unbiased exponent, re-biased for half (bias 15).
+    let half_exp = exp - 127 + 15;
+    if half_exp >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if half_exp <= 0 {
+        // Subnormal half (or zero): shift the full significand (implicit 1) into place.
+        if half_exp < -10 {
+            return sign;
+        }
+        let full = man | 0x0080_0000;
+        let shift = (14 - half_exp) as u32; // 13 + (1 - half_exp)
+        let mut half_man = full >> shift;
+        let rest = full & ((1u32 << shift) - 1);
+        let halfway = 1u32 << (shift - 1);
+        if rest > halfway || (rest == halfway && half_man & 1 == 1) {
+            half_man += 1;
+        }
+        return sign | half_man as u16;
+    }
+    let mut out = ((half_exp as u32) << 10) | (man >> 13);
+    let rest = man & 0x1fff;
+    if rest > 0x1000 || (rest == 0x1000 && out & 1 == 1) {
+        // A carry into the exponent is correct (it may round up to inf).
+        out += 1;
+    }
+    sign | out as u16
+}
+
+/// The f32 value of the binary16 bits `h` (exact).
+pub fn f16_bits_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h & 0x8000) << 16;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let man = u32::from(h & 0x03ff);
+    let bits = match (exp, man) {
+        (0, 0) => sign,
+        (0, _) => {
+            // Subnormal: value = man * 2^-24.
+            let v = man as f32 * f32::from_bits(0x3380_0000); // 2^-24
+            return if sign != 0 { -v } else { v };
+        }
+        (0x1f, 0) => sign | 0x7f80_0000,
+        (0x1f, _) => sign | 0x7fc0_0000 | (man << 13),
+        _ => sign | ((exp + 127 - 15) << 23) | (man << 13),
+    };
+    f32::from_bits(bits)
 }
 
 fn value_info(name: &str, elem: ElemType, dims: &[Dim]) -> ValueInfoProto {

@@ -6,7 +6,10 @@ mod ops;
 pub mod proto;
 mod write;
 
-pub use builder::{Dim, ElemType, GraphBuilder, Value, attr_float, attr_int, attr_ints};
+pub use builder::{
+    Dim, ElemType, GraphBuilder, Value, attr_float, attr_int, attr_ints, f16_bits_to_f32,
+    f32_to_f16_bits,
+};
 pub use write::{
     EXTERNAL_ALIGNMENT, IR_VERSION, OPSET, PROTOBUF_LIMIT, WriteOptions, WrittenModel, write_model,
 };
