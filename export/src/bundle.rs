@@ -64,6 +64,31 @@ impl Drop for TempDir {
     }
 }
 
+/// Renames the finished `tmp` directory to `target`. A directory already at `target` is moved
+/// aside first and removed only after the rename, so `target` always holds a complete tree (the
+/// old one until the rename, then the new one).
+pub(crate) fn replace_dir(tmp: &Path, target: &Path) -> Result<(), ExportError> {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let old = target.with_file_name(format!(".{name}.old-{}", std::process::id()));
+    let replaced = target.exists();
+    if replaced {
+        std::fs::rename(target, &old).map_err(io(target))?;
+    }
+    if let Err(e) = std::fs::rename(tmp, target) {
+        if replaced {
+            let _ = std::fs::rename(&old, target);
+        }
+        return Err(io(target)(e));
+    }
+    if replaced {
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    Ok(())
+}
+
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
     move |source| ExportError::Io {
         path: path.to_owned(),
@@ -163,29 +188,7 @@ pub fn export_bundle(
     let text = serde_json::to_string_pretty(&manifest).expect("a JSON value serializes");
     std::fs::write(&manifest_path, text).map_err(io(&manifest_path))?;
 
-    // Move a replaced bundle aside first, so that at every instant `out_dir` holds a complete
-    // bundle (the old one until the rename, then the new one).
-    let old = out_dir.with_file_name(format!(
-        ".{}.old-{}",
-        out_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let replaced = out_dir.exists();
-    if replaced {
-        std::fs::rename(out_dir, &old).map_err(io(out_dir))?;
-    }
-    if let Err(e) = std::fs::rename(&tmp_path, out_dir) {
-        if replaced {
-            let _ = std::fs::rename(&old, out_dir);
-        }
-        return Err(io(out_dir)(e));
-    }
-    if replaced {
-        let _ = std::fs::remove_dir_all(&old);
-    }
+    replace_dir(&tmp_path, out_dir)?;
     tmp.0 = None;
     for graph in &mut export.graphs {
         graph.path = out_dir.join(graph.path.file_name().unwrap_or_default());

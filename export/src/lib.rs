@@ -35,7 +35,7 @@ pub use triton::{
 };
 pub use verify::{
     MAX_ABS_TOLERANCE, MIN_COSINE, MIN_COSINE_F16, OutputParity, ParityReport, Tolerance,
-    check_parity,
+    check_parity, max_abs_and_cosine,
 };
 pub use vlbeit_core as core;
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::bundle::{TempDir, io, is_non_empty_dir, sha256_file};
+use crate::bundle::{TempDir, io, is_non_empty_dir, replace_dir, sha256_file};
 use crate::{
     DimSpec, ExportError, FUSION_ENCODER, IMAGE_ENCODER, MANIFEST, TEXT_ENCODER, TensorSpec,
 };
@@ -341,21 +341,7 @@ pub fn write_triton_repository(
         });
     }
 
-    // As for bundles: the old repository moves aside first, so `repo_dir` is always whole.
-    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-    let replaced = repo_dir.exists();
-    if replaced {
-        std::fs::rename(repo_dir, &old).map_err(io(repo_dir))?;
-    }
-    if let Err(e) = std::fs::rename(&tmp_path, repo_dir) {
-        if replaced {
-            let _ = std::fs::rename(&old, repo_dir);
-        }
-        return Err(io(repo_dir)(e));
-    }
-    if replaced {
-        let _ = std::fs::remove_dir_all(&old);
-    }
+    replace_dir(&tmp_path, repo_dir)?;
     tmp.0 = None;
     Ok(TritonReport {
         repo_dir: repo_dir.to_owned(),

@@ -319,12 +319,30 @@ fn compare(
             ),
         ));
     }
+    let want: Vec<f32> = want
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let (max_abs, cosine) = max_abs_and_cosine(got, &want);
+    Ok(OutputParity {
+        output: name.to_owned(),
+        graph: graph.to_owned(),
+        golden: golden_name.to_owned(),
+        shape: got_shape,
+        max_abs,
+        cosine,
+        passed: tolerance.passes(max_abs, cosine),
+    })
+}
+
+/// Largest absolute difference and cosine similarity of two equally long vectors, in f64. A NaN
+/// anywhere makes `max_abs` NaN (so it fails every gate); two all-zero vectors have cosine 1.
+pub fn max_abs_and_cosine(got: &[f32], want: &[f32]) -> (f64, f64) {
     let (mut max_abs, mut dot, mut n1, mut n2) = (0f64, 0f64, 0f64, 0f64);
-    for (&a, b) in got.iter().zip(want.data().chunks_exact(4)) {
-        let a = f64::from(a);
-        let b = f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    for (&a, &b) in got.iter().zip(want) {
+        let (a, b) = (f64::from(a), f64::from(b));
         let diff = (a - b).abs();
-        // A NaN anywhere fails the output.
         max_abs = if diff.is_nan() || max_abs.is_nan() {
             f64::NAN
         } else {
@@ -339,13 +357,5 @@ fn compare(
     } else {
         dot / (n1.sqrt() * n2.sqrt()).max(1e-30)
     };
-    Ok(OutputParity {
-        output: name.to_owned(),
-        graph: graph.to_owned(),
-        golden: golden_name.to_owned(),
-        shape: got_shape,
-        max_abs,
-        cosine,
-        passed: tolerance.passes(max_abs, cosine),
-    })
+    (max_abs, cosine)
 }

@@ -145,20 +145,7 @@ fn compare(
     let shape: Vec<i64> = shape.iter().copied().collect();
     assert_eq!(shape, expected.size(), "{label}: shape");
     let want: Vec<f32> = Vec::try_from(expected.flatten(0, -1)).unwrap();
-    let (mut max_abs, mut dot, mut n1, mut n2) = (0f64, 0f64, 0f64, 0f64);
-    for (&a, &b) in got.iter().zip(&want) {
-        let (a, b) = (f64::from(a), f64::from(b));
-        let diff = (a - b).abs();
-        max_abs = if diff.is_nan() || max_abs.is_nan() {
-            f64::NAN
-        } else {
-            max_abs.max(diff)
-        };
-        dot += a * b;
-        n1 += a * a;
-        n2 += b * b;
-    }
-    let cosine = dot / (n1.sqrt() * n2.sqrt()).max(1e-30);
+    let (max_abs, cosine) = vlbeit_export::max_abs_and_cosine(got, &want);
     println!("{label:<40} max|Δ| = {max_abs:.3e}  cosine = {cosine:.9}");
     assert!(!max_abs.is_nan(), "{label}: NaN in the output");
     if let Some(limit) = gate.max_abs {

@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use tch::{Device, Kind, Tensor, nn};
+use tch::{Kind, Tensor, nn};
 use vlbeit_core::config::PreprocessConfig;
 use vlbeit_core::preprocess::Preprocessor;
 use vlbeit_core::rng::Rng;
@@ -464,7 +464,7 @@ fn save_checkpoint(
         write_golden(
             &tmp.join("golden"),
             model,
-            model_device(vs),
+            vs.device(),
             &GoldenSet {
                 images: golden_inputs.0.clone(),
                 texts: golden_inputs.1.clone(),
@@ -475,10 +475,6 @@ fn save_checkpoint(
         )?;
         Ok(())
     })
-}
-
-fn model_device(vs: &nn::VarStore) -> Device {
-    vs.device()
 }
 
 type GoldenInputs = (Vec<(String, Vec<u8>)>, Vec<String>, Vec<(usize, usize)>);

@@ -254,6 +254,8 @@ pub enum VisualTokenizerError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Write(#[from] crate::checkpoint::CheckpointError),
     #[error("{} is not a valid visual tokenizer config: {source}", path.display())]
     Parse {
         path: PathBuf,

@@ -1,8 +1,7 @@
 //! The VQ-KD tokenizer itself: encoder → quantizer → decoder, its training step, `tokenize`,
 //! and its directory format (`visual_tokenizer.json` + `visual_tokenizer.safetensors`).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn};
@@ -186,10 +185,6 @@ impl VisualTokenizer {
     /// into a sibling temp directory, synced, then renamed. An existing `dir` is replaced only
     /// if it is empty or holds a tokenizer.
     pub fn save(&self, dir: &Path) -> Result<(), VisualTokenizerError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| VisualTokenizerError::Io { path, source }
-        };
         if dir.exists() && !replaceable(dir) {
             return Err(VisualTokenizerError::Io {
                 path: dir.to_path_buf(),
@@ -199,32 +194,7 @@ impl VisualTokenizer {
                 ),
             });
         }
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
-        let name = name.unwrap_or_else(|| "visual_tokenizer".into());
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-        let temp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-        if temp.exists() {
-            std::fs::remove_dir_all(&temp).map_err(io(&temp))?;
-        }
-        std::fs::create_dir(&temp).map_err(io(&temp))?;
-        let written = self.write_files(&temp);
-        if let Err(e) = written {
-            let _ = std::fs::remove_dir_all(&temp);
-            return Err(e);
-        }
-        if dir.exists() {
-            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-            std::fs::rename(dir, &old).map_err(io(dir))?;
-            std::fs::rename(&temp, dir).map_err(io(dir))?;
-            std::fs::remove_dir_all(&old).map_err(io(&old))?;
-        } else {
-            std::fs::rename(&temp, dir).map_err(io(dir))?;
-        }
-        Ok(())
+        crate::checkpoint::write_dir_atomically(dir, |temp| self.write_files(temp))
     }
 
     fn write_files(&self, dir: &Path) -> Result<(), VisualTokenizerError> {
@@ -239,19 +209,14 @@ impl VisualTokenizer {
             let path = path.to_path_buf();
             move |source| VisualTokenizerError::Io { path, source }
         };
-        let mut out = std::fs::File::create(&config_path).map_err(io(&config_path))?;
-        out.write_all(&json).map_err(io(&config_path))?;
-        out.sync_all().map_err(io(&config_path))?;
+        std::fs::write(&config_path, json).map_err(io(&config_path))?;
         let weights = dir.join(WEIGHTS_FILE);
         self.vs
             .save(&weights)
             .map_err(|source| VisualTokenizerError::Weights {
                 path: weights.clone(),
                 source,
-            })?;
-        std::fs::File::open(&weights)
-            .and_then(|f| f.sync_all())
-            .map_err(io(&weights))
+            })
     }
 
     /// Loads a tokenizer directory written by [`VisualTokenizer::save`].
