@@ -25,7 +25,7 @@ mod verify;
 use std::path::{Path, PathBuf};
 
 pub use bundle::{BUNDLE_FORMAT_VERSION, BundleOptions, BundleReport, MANIFEST, export_bundle};
-pub use checkpoint::expected_shapes as expected_weight_shapes;
+pub use checkpoint::{expected_shapes as expected_weight_shapes, expected_task_head_shapes};
 pub use graphs::Precision;
 pub use onnx::WrittenModel;
 pub use signature::{DimSpec, GraphSignature, TensorSpec};
@@ -133,7 +133,8 @@ pub struct ExportReport {
     pub graphs: Vec<WrittenModel>,
     /// Inputs and outputs of each graph, in the order of `graphs`.
     pub signatures: Vec<GraphSignature>,
-    /// Checkpoint tensors of task heads not exported yet (`heads.vqa.*`, …).
+    /// Checkpoint tensors of task heads no graph holds (`heads.nlvr2.*`, `heads.segment.*`);
+    /// `heads.vqa.*` and `heads.classify.*` become the outputs `vqa_logits` / `class_logits`.
     pub skipped_tensors: Vec<String>,
 }
 

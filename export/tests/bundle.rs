@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use vlbeit_export::core::config::{ModelConfig, PreprocessConfig};
+use vlbeit_export::core::text::SPECIAL_TOKENS;
 use vlbeit_export::{BundleOptions, ExportError, export_bundle};
 
 fn write_config(dir: &Path) {
@@ -12,7 +13,17 @@ fn write_config(dir: &Path) {
         "format_version": 1,
         "model": model,
         "preprocess": PreprocessConfig::for_image_size(model.image_size as u32),
-        "tokenizer": {"max_len": model.max_text_len, "padding": "longest"},
+        "tokenizer": {
+            "max_len": model.max_text_len,
+            "padding": "longest",
+            "special_tokens": SPECIAL_TOKENS
+                .iter()
+                .enumerate()
+                .map(|(id, token)| serde_json::json!({"token": token, "id": id}))
+                .collect::<Vec<_>>(),
+            "lowercase": true,
+            "unicode_normalization": "nfkc",
+        },
         "pair_max_len": model.max_pair_text_len,
         "heads": {},
         "training": {},

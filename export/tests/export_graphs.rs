@@ -293,12 +293,16 @@ fn a_wrong_shaped_tensor_is_named_with_both_shapes() {
 }
 
 #[test]
-fn task_head_tensors_are_skipped_and_reported() {
+fn nlvr2_and_segmentation_tensors_are_skipped_and_reported() {
     let root = tempfile::tempdir().unwrap();
     let config = small(Variant::Mome);
     let mut shapes = expected_weight_shapes(&config);
-    shapes.insert("heads.vqa.fc1.weight".into(), vec![4, 32]);
+    shapes.insert("heads.nlvr2.fc1.weight".into(), vec![64, 64]);
+    shapes.insert("heads.segment.fc.weight".into(), vec![4, 32]);
     write_checkpoint(&root.path().join("ckpt"), &config, &shapes);
     let report = export_graphs(&root.path().join("ckpt"), &root.path().join("bundle")).unwrap();
-    assert_eq!(report.skipped_tensors, ["heads.vqa.fc1.weight"]);
+    assert_eq!(
+        report.skipped_tensors,
+        ["heads.nlvr2.fc1.weight", "heads.segment.fc.weight"]
+    );
 }

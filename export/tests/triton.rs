@@ -9,6 +9,7 @@ use std::process::Command;
 
 use serde_json::Value as Json;
 use vlbeit_core::config::{ModelConfig, PreprocessConfig, Variant};
+use vlbeit_core::text::SPECIAL_TOKENS;
 use vlbeit_export::{
     BundleOptions, ExportError, ExportOptions, InstanceKind, MANIFEST, TritonOptions,
     expected_weight_shapes, export_bundle, write_triton_repository,
@@ -39,7 +40,17 @@ fn write_checkpoint(dir: &Path, config: &ModelConfig) {
         "format_version": 1,
         "model": config,
         "preprocess": PreprocessConfig::for_image_size(config.image_size as u32),
-        "tokenizer": {"max_len": config.max_text_len, "padding": "longest"},
+        "tokenizer": {
+            "max_len": config.max_text_len,
+            "padding": "longest",
+            "special_tokens": SPECIAL_TOKENS
+                .iter()
+                .enumerate()
+                .map(|(id, token)| serde_json::json!({"token": token, "id": id}))
+                .collect::<Vec<_>>(),
+            "lowercase": true,
+            "unicode_normalization": "nfkc",
+        },
         "pair_max_len": config.max_pair_text_len,
         "heads": {},
         "training": {},

@@ -7,7 +7,8 @@ use crate::onnx::proto::GraphProto;
 use crate::onnx::{Dim, ElemType, Value};
 
 /// Image mode: `pixel_values f32 [batch, 3, H, W]` → `image_embeds [batch, E]` (L2-normalized
-/// [I_CLS] projection) and `image_states [batch, 1 + N, D]`.
+/// [I_CLS] projection), `image_states [batch, 1 + N, D]` and, with a classification head,
+/// `class_logits [batch, C]`.
 pub(crate) fn image_encoder(mut ctx: Ctx) -> GraphProto {
     let c = ctx.config().clone();
     let pixels = pixel_input(&mut ctx);
@@ -20,6 +21,9 @@ pub(crate) fn image_encoder(mut ctx: Ctx) -> GraphProto {
     let states = ctx.cast_f32(&states);
     let (batch, d, e) = (Dim::dynamic("batch"), c.hidden as i64, c.embed_dim as i64);
     let tokens = 1 + c.num_patches() as i64;
+    let classify = ctx
+        .classes()
+        .map(|classes| (heads::class_logits(&mut ctx, &states), classes as i64));
     let g = &mut ctx.g;
     g.output(
         &embeds,
@@ -31,8 +35,13 @@ pub(crate) fn image_encoder(mut ctx: Ctx) -> GraphProto {
         &states,
         "image_states",
         ElemType::F32,
-        &[batch, tokens.into(), d.into()],
+        &[batch.clone(), tokens.into(), d.into()],
     );
+    if let Some((logits, classes)) = classify {
+        let logits = ctx.cast_f32(&logits);
+        let dims = [batch, classes.into()];
+        ctx.g.output(&logits, "class_logits", ElemType::F32, &dims);
+    }
     ctx.g.finish()
 }
 
@@ -53,7 +62,8 @@ pub(crate) fn text_encoder(mut ctx: Ctx) -> GraphProto {
 }
 
 /// Fusion mode: one pass over `concat(text, image)`, text first, padded text keys masked →
-/// `pooled [batch, D]` (tanh pooler on [T_CLS]) and `itm_logits [batch, 2]`.
+/// `pooled [batch, D]` (tanh pooler on [T_CLS]), `itm_logits [batch, 2]` and, with a VQA head,
+/// `vqa_logits [batch, A]` (from the same pooled output).
 pub(crate) fn fusion_encoder(mut ctx: Ctx) -> GraphProto {
     let c = ctx.config().clone();
     let (input_ids, attention_mask) = text_inputs(&mut ctx);
@@ -71,14 +81,26 @@ pub(crate) fn fusion_encoder(mut ctx: Ctx) -> GraphProto {
     let states = ctx.layer_norm(&x, "norm");
     let pooled = heads::pooled(&mut ctx, &states);
     let itm = heads::itm(&mut ctx, &pooled);
+    let vqa = ctx
+        .vqa_answers()
+        .map(|answers| (heads::vqa_logits(&mut ctx, &pooled), answers as i64));
     let pooled = ctx.cast_f32(&pooled);
     let itm = ctx.cast_f32(&itm);
     let batch = Dim::dynamic("batch");
     let d = c.hidden as i64;
     ctx.g
         .output(&pooled, "pooled", ElemType::F32, &[batch.clone(), d.into()]);
-    ctx.g
-        .output(&itm, "itm_logits", ElemType::F32, &[batch, 2.into()]);
+    ctx.g.output(
+        &itm,
+        "itm_logits",
+        ElemType::F32,
+        &[batch.clone(), 2.into()],
+    );
+    if let Some((logits, answers)) = vqa {
+        let logits = ctx.cast_f32(&logits);
+        let dims = [batch, answers.into()];
+        ctx.g.output(&logits, "vqa_logits", ElemType::F32, &dims);
+    }
     ctx.g.finish()
 }
 

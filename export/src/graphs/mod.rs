@@ -16,8 +16,9 @@ use crate::onnx::{ElemType, GraphBuilder, Value};
 ///
 /// `F16` stores the weights as fp16 initializers and runs the activations in fp16, except
 /// LayerNormalization (with its f32 scale and bias), the attention softmax (with the key-padding
-/// bias) and the L2 normalization of the retrieval embeddings, which run in fp32. Graph inputs and
-/// outputs keep their fp32/i64 types in both precisions.
+/// bias), the L2 normalization of the retrieval embeddings and the patch mean of the
+/// classification head, which run in fp32. Graph inputs and outputs keep their fp32/i64 types in
+/// both precisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     #[default]
@@ -79,6 +80,16 @@ impl<'a> Ctx<'a> {
 
     pub(crate) fn config(&self) -> &vlbeit_core::config::ModelConfig {
         &self.ckpt.config
+    }
+
+    /// Number of answers of the checkpoint's VQA head, if it has one.
+    pub(crate) fn vqa_answers(&self) -> Option<usize> {
+        self.ckpt.vqa_answers
+    }
+
+    /// Number of classes of the checkpoint's classification head, if it has one.
+    pub(crate) fn classes(&self) -> Option<usize> {
+        self.ckpt.classes
     }
 
     /// True when activations run in fp16.
@@ -178,11 +189,16 @@ impl<'a> Ctx<'a> {
     /// `nn::LayerNorm` `{prefix}.{weight,bias}` with the config's epsilon, computed in fp32
     /// (an fp16 input is cast to f32 and the result back to fp16).
     pub(crate) fn layer_norm(&mut self, x: &Value, prefix: &str) -> Value {
+        let x = self.cast_f32(x);
+        let y = self.layer_norm_f32(&x, prefix);
+        self.cast_compute(&y)
+    }
+
+    /// [`Ctx::layer_norm`] of an f32 value, with an f32 result in both precisions.
+    pub(crate) fn layer_norm_f32(&mut self, x: &Value, prefix: &str) -> Value {
         let w = self.weight_f32(&format!("{prefix}.weight"));
         let b = self.weight_f32(&format!("{prefix}.bias"));
         let eps = self.config().layer_norm_eps as f32;
-        let x = self.cast_f32(x);
-        let y = self.g.layer_norm(&x, &w, &b, eps);
-        self.cast_compute(&y)
+        self.g.layer_norm(x, &w, &b, eps)
     }
 }

@@ -90,7 +90,7 @@ fn expert(ctx: &mut Ctx, prefix: &str, x: &Value) -> Value {
 
 /// GELU(x) = x · ½(1 + erf(x/√2)) (tch `gelu("none")`), in the Div/Erf/Add/Mul/Mul order that
 /// ONNX Runtime's GeluFusion matches.
-fn gelu_erf(ctx: &mut Ctx, x: &Value) -> Value {
+pub(super) fn gelu_erf(ctx: &mut Ctx, x: &Value) -> Value {
     let sqrt2 = ctx.const_float(&[], &[std::f32::consts::SQRT_2]);
     let one = ctx.const_float(&[], &[1.0]);
     let half = ctx.const_float(&[], &[0.5]);
