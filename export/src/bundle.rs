@@ -7,17 +7,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use serde_json::{Value as Json, json};
 use sha2::Digest;
 use vlbeit_core::config::PreprocessConfig;
+use vlbeit_core::manifest::{GraphEntry, HeadLabels, Manifest, SourceCheckpoint};
+use vlbeit_core::text::TokenizerSettings;
 
 use crate::verify::{ParityReport, check_parity};
 use crate::{ExportError, ExportOptions, ExportReport, export_graphs_with};
 
-/// `manifest.json` of a bundle.
-pub const MANIFEST: &str = "manifest.json";
-/// The bundle layout this exporter writes.
-pub const BUNDLE_FORMAT_VERSION: u32 = 1;
+pub use vlbeit_core::manifest::{BUNDLE_FORMAT_VERSION, MANIFEST};
 
 /// How [`export_bundle`] writes.
 #[derive(Debug, Clone, Default)]
@@ -40,17 +38,17 @@ pub struct BundleReport {
     pub export_time: Duration,
     pub parity: Option<ParityReport>,
     /// The `manifest.json` written.
-    pub manifest: Json,
+    pub manifest: Manifest,
 }
 
 /// The sections of the checkpoint's `config.json` the manifest repeats.
 #[derive(Debug, Deserialize)]
 struct ConfigSections {
     preprocess: PreprocessConfig,
-    tokenizer: Json,
+    tokenizer: TokenizerSettings,
     pair_max_len: usize,
     #[serde(default)]
-    heads: Json,
+    heads: HeadLabels,
 }
 
 /// Removes the temp dir unless the bundle was moved into place.
@@ -185,8 +183,7 @@ pub fn export_bundle(
         options.export.precision,
     )?;
     let manifest_path = tmp_path.join(MANIFEST);
-    let text = serde_json::to_string_pretty(&manifest).expect("a JSON value serializes");
-    std::fs::write(&manifest_path, text).map_err(io(&manifest_path))?;
+    std::fs::write(&manifest_path, manifest.to_json()).map_err(io(&manifest_path))?;
 
     replace_dir(&tmp_path, out_dir)?;
     tmp.0 = None;
@@ -281,9 +278,9 @@ fn manifest(
     export: &ExportReport,
     parity: Option<&ParityReport>,
     precision: crate::Precision,
-) -> Result<Json, ExportError> {
+) -> Result<Manifest, ExportError> {
     let files = file_hashes(bundle)?;
-    let mut graphs = serde_json::Map::new();
+    let mut graphs = BTreeMap::new();
     for (graph, signature) in export.graphs.iter().zip(&export.signatures) {
         let file = graph
             .path
@@ -296,33 +293,34 @@ fn manifest(
             .as_ref()
             .and_then(|p| p.file_name())
             .map(|n| n.to_string_lossy().into_owned());
-        let entry = json!({
-            "sha256": files.get(&file),
-            "bytes": graph.bytes,
-            "data_file": data_file,
-            "inputs": signature.inputs,
-            "outputs": signature.outputs,
-        });
+        let entry = GraphEntry {
+            sha256: files.get(&file).cloned(),
+            bytes: graph.bytes,
+            data_file,
+            inputs: signature.inputs.clone(),
+            outputs: signature.outputs.clone(),
+        };
         graphs.insert(file, entry);
     }
-    let heads = if sections.heads.is_null() {
-        json!({})
-    } else {
-        sections.heads.clone()
-    };
-    Ok(json!({
-        "format_version": BUNDLE_FORMAT_VERSION,
-        "model": export.config,
-        "preprocess": sections.preprocess,
-        "tokenizer": sections.tokenizer,
-        "pair_max_len": sections.pair_max_len,
-        "heads": heads,
-        "precision": precision.as_str(),
-        "graphs": graphs,
-        "source_checkpoint": {
-            "model_sha256": sha256_file(&checkpoint_dir.join("model.safetensors"))?,
+    let manifest = Manifest {
+        format_version: BUNDLE_FORMAT_VERSION,
+        model: export.config.clone(),
+        preprocess: sections.preprocess.clone(),
+        tokenizer: sections.tokenizer.clone(),
+        pair_max_len: sections.pair_max_len,
+        heads: sections.heads.clone(),
+        precision: precision.as_str().to_owned(),
+        graphs,
+        source_checkpoint: SourceCheckpoint {
+            model_sha256: sha256_file(&checkpoint_dir.join("model.safetensors"))?,
         },
-        "parity": parity,
-        "files": files,
-    }))
+        parity: parity.cloned(),
+        files,
+    };
+    // What the runtime will refuse, the exporter does not write.
+    Manifest::from_json(manifest.to_json().as_bytes()).map_err(|e| ExportError::Checkpoint {
+        path: checkpoint_dir.join("config.json"),
+        reason: format!("the manifest would be invalid: {e}"),
+    })?;
+    Ok(manifest)
 }

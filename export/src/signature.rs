@@ -2,25 +2,9 @@
 //! records them, read from the graph a builder produced.
 
 use serde::{Deserialize, Serialize};
+pub use vlbeit_core::manifest::{DimSpec, TensorSpec};
 
 use crate::onnx::proto::{GraphProto, ValueInfoProto, tensor_shape_proto::dimension, type_proto};
-
-/// One axis: a fixed size or a named dynamic axis (`"batch"`, `"seq"`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum DimSpec {
-    Fixed(i64),
-    Symbolic(String),
-}
-
-/// A graph input or output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TensorSpec {
-    pub name: String,
-    /// `float32` or `int64`.
-    pub dtype: String,
-    pub shape: Vec<DimSpec>,
-}
 
 /// The inputs and outputs of one graph file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
