@@ -54,6 +54,19 @@ pub struct HeadsConfig {
     /// Class names (index = logit), when a classification head was fine-tuned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<Vec<String>>,
+    /// The segmentation head, when one was fine-tuned (not exported to ONNX).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<SegmentHeadConfig>,
+}
+
+/// `heads.segment` of `config.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentHeadConfig {
+    /// Class names (index = logit channel).
+    pub classes: Vec<String>,
+    /// 0-based blocks whose outputs the decoder reads.
+    pub layers: Vec<usize>,
 }
 
 /// What produced the weights.

@@ -8,8 +8,13 @@
 //!                              "text_max_len": L, "pair_max_len": Lp}
 //! golden/image_*.png          the raw image files
 //! golden/outputs.safetensors  image_embeds [I,E], image_states [I,1+N,D], text_embeds [T,E],
-//!                             fusion_pooled [P,D], itm_logits [P,2]
+//!                             fusion_pooled [P,D], itm_logits [P,2]; with task heads also
+//!                             vqa_logits [P,A] (VQA head) and class_logits [I,C] (classify head)
 //! ```
+//!
+//! Only the heads the exported graphs compute are recorded (NLVR2 and segmentation are not
+//! exported, so they have no golden tensor: the parity gate treats a golden tensor without a
+//! graph output as an error).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,6 +25,7 @@ use vlbeit_core::preprocess::{ImageInput, Preprocessor};
 use vlbeit_core::text::{Padding, TextTokenizer};
 
 use crate::checkpoint::{CheckpointError, write_json, write_safetensors};
+use crate::finetune::TaskHeads;
 use crate::model::VlBeit;
 
 /// `golden/inputs.json`.
@@ -52,6 +58,18 @@ pub struct GoldenSet<'a> {
 pub fn write_golden(
     dir: &Path,
     model: &VlBeit,
+    device: Device,
+    set: &GoldenSet<'_>,
+) -> Result<(), CheckpointError> {
+    write_golden_with_heads(dir, model, None, device, set)
+}
+
+/// [`write_golden`] plus the outputs of the task heads the exporter puts in the graphs:
+/// `vqa_logits` for the pairs and `class_logits` for the images.
+pub fn write_golden_with_heads(
+    dir: &Path,
+    model: &VlBeit,
+    task_heads: Option<&TaskHeads>,
     device: Device,
     set: &GoldenSet<'_>,
 ) -> Result<(), CheckpointError> {
@@ -116,16 +134,24 @@ pub fn write_golden(
         let fused = model.forward_fusion(&pair_ids, &pair_mask, &pair_pixels, None, false);
         let pooled = heads.pooled(&fused);
         let itm = heads.itm(&pooled);
-        vec![
+        let mut outputs = Vec::new();
+        if let Some(head) = task_heads.and_then(|h| h.vqa.as_ref()) {
+            outputs.push(("vqa_logits".to_string(), head.forward(&pooled)));
+        }
+        if let Some(head) = task_heads.and_then(|h| h.classify.as_ref()) {
+            outputs.push(("class_logits".to_string(), head.forward(&image_states)));
+        }
+        outputs.extend([
             ("image_embeds".to_string(), image_embeds),
             ("image_states".to_string(), image_states),
             ("text_embeds".to_string(), text_embeds),
             ("fusion_pooled".to_string(), pooled),
             ("itm_logits".to_string(), itm),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k, v.to_kind(Kind::Float).to(Device::Cpu)))
-        .collect::<Vec<_>>()
+        ]);
+        outputs
+            .into_iter()
+            .map(|(k, v)| (k, v.to_kind(Kind::Float).to(Device::Cpu)))
+            .collect::<Vec<_>>()
     });
 
     for (name, bytes) in &set.images {

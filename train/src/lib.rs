@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod data;
 pub mod device;
+pub mod finetune;
 pub mod golden;
 pub mod masking;
 pub mod model;

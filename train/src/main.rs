@@ -22,6 +22,10 @@ enum Command {
     VisualTokenizer(cli::visual_tokenizer::VisualTokenizerArgs),
     /// One-stage MLM + MIM + MVLM pretraining.
     Pretrain(cli::pretrain::PretrainArgs),
+    /// Fine-tune a checkpoint on a task (retrieval, vqa, nlvr2, classify, segment).
+    Finetune(cli::finetune::FinetuneArgs),
+    /// Evaluate a (fine-tuned) checkpoint on a task and split.
+    Eval(cli::eval::EvalArgs),
     /// Training throughput of the presets on this machine (a benchmark, not a test).
     Bench(cli::bench::BenchArgs),
     /// Loss curves (SVG) and held-out accuracy table of a run's metrics.jsonl.
@@ -39,6 +43,8 @@ fn main() -> anyhow::Result<()> {
         Command::Tokenizer(args) => cli::tokenizer::run(&args)?,
         Command::VisualTokenizer(args) => cli::visual_tokenizer::run(&args)?,
         Command::Pretrain(args) => cli::pretrain::run(&args)?,
+        Command::Finetune(args) => cli::finetune::run(&args)?,
+        Command::Eval(args) => cli::eval::run(&args)?,
         Command::Bench(args) => cli::bench::run(&args)?,
         Command::Report(args) => cli::report::run(&args)?,
     }

@@ -23,6 +23,23 @@ pub fn decays(name: &str, shape: &[i64]) -> bool {
     shape.len() > 1 && !NO_DECAY_NAMES.contains(&name)
 }
 
+/// BEiT's layer-wise learning-rate decay: parameter `name` of a `layers`-block encoder gets
+/// `decay^(layers + 1 - id)`, where id is 0 for `embed.*`, `i + 1` for `blocks.{i}.*` and
+/// `layers + 1` for everything above the blocks (final norm, heads), which keep the full rate.
+pub fn layer_decay_scale(name: &str, layers: usize, decay: f64) -> f64 {
+    let id = if name.starts_with("embed.") {
+        0
+    } else if let Some(rest) = name.strip_prefix("blocks.") {
+        rest.split('.')
+            .next()
+            .and_then(|i| i.parse::<usize>().ok())
+            .map_or(layers + 1, |i| i + 1)
+    } else {
+        layers + 1
+    };
+    decay.powi((layers + 1 - id.min(layers + 1)) as i32)
+}
+
 /// AdamW hyper-parameters.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct AdamWConfig {
@@ -50,6 +67,8 @@ struct Param {
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
     decay: bool,
+    /// Multiplies the learning rate of this parameter (layer-wise decay); 1 by default.
+    lr_scale: f64,
 }
 
 /// Decoupled-weight-decay Adam over the trainable variables of a `VarStore`.
@@ -74,6 +93,7 @@ impl AdamW {
                     name,
                     var,
                     decay,
+                    lr_scale: 1.0,
                 }
             })
             .collect();
@@ -96,6 +116,22 @@ impl AdamW {
             decay.iter().map(|p| p.name.as_str()).collect(),
             no_decay.iter().map(|p| p.name.as_str()).collect(),
         )
+    }
+
+    /// Sets each parameter's learning-rate multiplier from its name (BEiT's layer-wise decay:
+    /// see [`layer_decay_scale`]).
+    pub fn set_lr_scales(&mut self, scale: impl Fn(&str) -> f64) {
+        for p in &mut self.params {
+            p.lr_scale = scale(&p.name);
+        }
+    }
+
+    /// `(name, learning-rate multiplier)` of every parameter.
+    pub fn lr_scales(&self) -> Vec<(&str, f64)> {
+        self.params
+            .iter()
+            .map(|p| (p.name.as_str(), p.lr_scale))
+            .collect()
     }
 
     pub fn zero_grad(&mut self) {
@@ -149,6 +185,7 @@ impl AdamW {
                 if !grad.defined() {
                     continue;
                 }
+                let lr = lr * p.lr_scale;
                 if p.decay && weight_decay > 0.0 {
                     let _ = p.var.g_mul_scalar_(1.0 - lr * weight_decay);
                 }
@@ -238,6 +275,17 @@ pub fn scaled_peak_lr(batch: usize) -> f64 {
 mod tests {
     use super::*;
     use tch::Device;
+
+    #[test]
+    fn layer_decay_scales_grow_towards_the_top() {
+        let s = |n: &str| layer_decay_scale(n, 4, 0.5);
+        assert_eq!(s("embed.patch.weight"), 0.5f64.powi(5));
+        assert_eq!(s("blocks.0.attn.qkv.weight"), 0.5f64.powi(4));
+        assert_eq!(s("blocks.3.gamma_1"), 0.5);
+        assert_eq!(s("norm.weight"), 1.0);
+        assert_eq!(s("heads.vqa.fc1.weight"), 1.0);
+        assert_eq!(layer_decay_scale("blocks.2.x", 4, 1.0), 1.0);
+    }
 
     #[test]
     fn decay_groups_follow_beit() {

@@ -1,6 +1,8 @@
 //! The `vlbeit-train` subcommands, as library functions so that tests can drive them.
 
 pub mod bench;
+pub mod eval;
+pub mod finetune;
 pub mod pretrain;
 pub mod report;
 pub mod scenes;

@@ -8,7 +8,7 @@
 mod embed;
 mod encoder;
 mod heads;
-mod init;
+pub(crate) mod init;
 mod mome;
 mod weights;
 
@@ -18,5 +18,6 @@ mod tests;
 pub use encoder::VlBeit;
 pub use heads::Heads;
 pub use weights::{
-    ShapeMismatch, WeightsError, interpolate_image_pos, load_weights, parameter_count, save_weights,
+    ShapeMismatch, WeightsError, interpolate_image_pos, load_weights, load_weights_except,
+    parameter_count, save_weights,
 };

@@ -99,6 +99,17 @@ pub fn load_weights(
     path: &Path,
     config: &ModelConfig,
 ) -> Result<(), WeightsError> {
+    load_weights_except(vs, path, config, &|_| false)
+}
+
+/// [`load_weights`], except that tensors of the file for which `ignore(name)` holds and that the
+/// model lacks are left out (fine-tuning from a checkpoint that carries another task's head).
+pub fn load_weights_except(
+    vs: &mut nn::VarStore,
+    path: &Path,
+    config: &ModelConfig,
+    ignore: &dyn Fn(&str) -> bool,
+) -> Result<(), WeightsError> {
     let read = |source| WeightsError::Read {
         path: path.to_owned(),
         source,
@@ -108,6 +119,7 @@ pub fn load_weights(
         .into_iter()
         .collect();
     let model: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    file.retain(|name, _| model.contains_key(name) || !ignore(name));
 
     let missing: Vec<String> = model
         .keys()
