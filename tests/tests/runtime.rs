@@ -608,3 +608,112 @@ fn the_cli_verifies_indexes_and_searches_a_bundle() {
     assert!(stderr.contains("/nonexistent/bundle"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Fine-tunes the fixture's checkpoint for a few steps on `task` and exports it with the gate.
+fn finetuned_bundle(task: vlbeit_train::finetune::Task, name: &str) -> PathBuf {
+    use vlbeit_train::finetune::{FinetuneConfig, finetune};
+    let root = &fixture().root;
+    let mut c = FinetuneConfig::new(
+        task,
+        root.join("run/checkpoint"),
+        root.join("scenes"),
+        root.join(format!("finetune-{name}")),
+    );
+    c.steps = 3;
+    c.batch_size = 4;
+    c.warmup_steps = 1;
+    c.eval_batch_size = 16;
+    c.rerank_k = 3;
+    c.progress = false;
+    let outcome = finetune(&c).unwrap();
+    let bundle = root.join(format!("bundle-{name}"));
+    let options = vlbeit_export::BundleOptions {
+        verify: true,
+        ..Default::default()
+    };
+    vlbeit_export::export_bundle(&outcome.checkpoint, &bundle, &options).unwrap();
+    bundle
+}
+
+#[test]
+fn fine_tuned_vqa_and_classification_heads_answer_from_raw_inputs() {
+    let runtime = runtime();
+    let bundle = finetuned_bundle(vlbeit_train::finetune::Task::Vqa, "vqa");
+    let model = Model::load(&runtime, &bundle, cpu1()).unwrap();
+    let report = vlbeit::verify::verify(&model).unwrap();
+    assert!(report.passed, "{:?}", report.failures());
+    assert!(report.outputs.iter().any(|o| o.output == "vqa_logits"));
+
+    // answer() on the golden pairs, all answers ranked, equals sigmoid(golden vqa_logits).
+    let answers = model.manifest().heads.answers.clone().unwrap();
+    let inputs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("golden/inputs.json")).unwrap()).unwrap();
+    let golden_dir = bundle.join("golden");
+    let files: Vec<PathBuf> = inputs["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| golden_dir.join(f.as_str().unwrap()))
+        .collect();
+    let texts: Vec<&str> = inputs["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let pairs: Vec<(ImageSource<'_>, &str)> = inputs["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let (i, t) = (
+                p[0].as_u64().unwrap() as usize,
+                p[1].as_u64().unwrap() as usize,
+            );
+            (ImageSource::Path(files[i].as_path()), texts[t])
+        })
+        .collect();
+    let ranked = model.answer_batch(&pairs, answers.len()).unwrap();
+    let bytes = std::fs::read(golden_dir.join("outputs.safetensors")).unwrap();
+    let golden = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let logits: Vec<f32> = golden
+        .tensor("vqa_logits")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    for (row, ranked) in logits.chunks_exact(answers.len()).zip(&ranked) {
+        assert_eq!(ranked.len(), answers.len());
+        assert!(ranked.windows(2).all(|w| w[0].score >= w[1].score));
+        for s in ranked {
+            let want = 1.0 / (1.0 + (-f64::from(row[s.index])).exp());
+            assert!(
+                (f64::from(s.score) - want).abs() < 1e-5,
+                "{}: {} vs {want}",
+                s.label,
+                s.score
+            );
+            assert_eq!(s.label, answers[s.index]);
+        }
+    }
+    let top3 = model
+        .answer(
+            ImageSource::Path(&files[0]),
+            "what colour is the circle?",
+            3,
+        )
+        .unwrap();
+    assert_eq!(top3.len(), 3);
+
+    let bundle = finetuned_bundle(vlbeit_train::finetune::Task::Classify, "classify");
+    let model = Model::load(&runtime, &bundle, cpu1()).unwrap();
+    assert!(vlbeit::verify::verify(&model).unwrap().passed);
+    let classes = model.manifest().heads.classes.clone().unwrap();
+    let all = model
+        .classify(ImageSource::Path(&files[0]), classes.len())
+        .unwrap();
+    let total: f32 = all.iter().map(|s| s.score).sum();
+    assert!((total - 1.0).abs() < 1e-4, "softmax sums to {total}");
+    assert!(all.iter().all(|s| classes[s.index] == s.label));
+}
