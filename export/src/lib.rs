@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 pub use bundle::{BUNDLE_FORMAT_VERSION, BundleOptions, BundleReport, MANIFEST, export_bundle};
 pub use checkpoint::{expected_shapes as expected_weight_shapes, expected_task_head_shapes};
-pub use graphs::Precision;
+pub use graphs::{AttentionForm, Precision};
 pub use onnx::WrittenModel;
 pub use signature::{DimSpec, GraphSignature, TensorSpec};
 pub use triton::{
@@ -108,6 +108,9 @@ fn describe_mismatch(missing: &[String], unexpected: &[String], wrong_shape: &[S
 pub struct ExportOptions {
     /// fp32 (default) or fp16 weights and activations; inputs and outputs are the same in both.
     pub precision: Precision,
+    /// Standard opset-17 attention (default; TensorRT parses it) or ONNX Runtime's fused
+    /// `com.microsoft.Attention` kernel (CPU/CUDA through ONNX Runtime only).
+    pub attention: AttentionForm,
     pub write: onnx::WriteOptions,
 }
 
@@ -115,6 +118,12 @@ impl ExportOptions {
     /// These options with weights and activations in `precision`.
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
+        self
+    }
+
+    /// These options with the blocks' attention written as `attention`.
+    pub fn with_attention(mut self, attention: AttentionForm) -> Self {
+        self.attention = attention;
         self
     }
 
@@ -164,7 +173,7 @@ pub fn export_graphs_with(
     let mut written = Vec::new();
     let mut signatures = Vec::new();
     for (file, name, build) in builds {
-        let graph = build(Ctx::new(name, &ckpt, options.precision));
+        let graph = build(Ctx::new(name, &ckpt, options.precision, options.attention));
         signatures.push(GraphSignature::of(&graph));
         let path = out_dir.join(file);
         let model = onnx::write_model(graph, &path, &options.write)

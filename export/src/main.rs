@@ -6,8 +6,8 @@ use anyhow::Context;
 use clap::Parser;
 use clap::ValueEnum;
 use vlbeit_export::{
-    BundleOptions, ExportOptions, InstanceKind, Precision, TensorRtOptions, TritonOptions,
-    TrtPrecision, export_bundle, write_triton_repository,
+    AttentionForm, BundleOptions, ExportOptions, InstanceKind, Precision, TensorRtOptions,
+    TritonOptions, TrtPrecision, export_bundle, write_triton_repository,
 };
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -39,6 +39,15 @@ struct Cli {
     /// and outputs are the same as fp32).
     #[arg(long, default_value = "fp32", value_parser = ["fp32", "fp16"])]
     precision: String,
+    /// Attention: `standard` opset-17 operators (any runtime, TensorRT), or `ort`: ONNX
+    /// Runtime's fused com.microsoft.Attention kernel (faster on ONNX Runtime CPU/CUDA;
+    /// TensorRT's parser refuses it).
+    #[arg(long, default_value = "standard", value_parser = ["standard", "ort"])]
+    attention: String,
+    /// Keep the weights in a `.data` file next to each graph even when the graph would fit in
+    /// one protobuf message (otherwise only graphs above 2 GiB do).
+    #[arg(long)]
+    external_data: bool,
     /// Replay golden/ through the exported graphs and refuse a bundle out of tolerance (fp32:
     /// max |Δ| ≤ 1e-4 and cosine ≥ 0.99999; fp16: cosine ≥ 0.999).
     #[arg(long)]
@@ -76,11 +85,24 @@ struct Cli {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let precision: Precision = cli.precision.parse().map_err(anyhow::Error::msg)?;
+    let attention: AttentionForm = cli.attention.parse().map_err(anyhow::Error::msg)?;
+    let mut export = ExportOptions::default()
+        .with_precision(precision)
+        .with_attention(attention);
+    if cli.external_data {
+        export = export.with_external_data_above(0);
+    }
+    if attention == AttentionForm::OrtFused && cli.triton.is_some() && !cli.triton_no_tensorrt {
+        eprintln!(
+            "note: --attention ort graphs hold com.microsoft.Attention nodes, which TensorRT \
+             does not parse; Triton's TensorRT accelerator will run them outside its engines"
+        );
+    }
     let options = BundleOptions {
         force: cli.force,
         verify: cli.verify,
         ort_library: cli.ort_library,
-        export: ExportOptions::default().with_precision(precision),
+        export,
     };
     let report = export_bundle(&cli.checkpoint, &cli.out, &options).with_context(|| {
         format!(

@@ -14,7 +14,7 @@ use vlbeit_core::text::{
     Padding, SPECIAL_TOKENS, SpecialToken, TokenizerSettings, UnicodeNormalization,
 };
 use vlbeit_export::{
-    ExportOptions, FUSION_ENCODER, IMAGE_ENCODER, Precision, TEXT_ENCODER, Tolerance,
+    AttentionForm, ExportOptions, FUSION_ENCODER, IMAGE_ENCODER, Precision, TEXT_ENCODER, Tolerance,
 };
 use vlbeit_train::checkpoint::{
     CHECKPOINT_FORMAT_VERSION, CheckpointConfig, HeadsConfig, TrainingSummary, write_json,
@@ -348,5 +348,32 @@ fn exported_fp16_graphs_match_the_trained_forward() {
         let mut graphs = sessions(&bundle);
         let tag = format!("{variant:?} fp16");
         tch::no_grad(|| check_parity(&config, &model, &mut graphs, &tag, &FP16));
+    }
+}
+
+/// The `ort` attention form (one com.microsoft.Attention node per block) under the same gates:
+/// fp32 for both variants, fp16 for MoME.
+#[test]
+fn exported_ort_attention_graphs_match_the_trained_forward() {
+    tch::set_num_threads(1);
+    for variant in [Variant::Mome, Variant::Standard] {
+        let root = tempfile::tempdir().unwrap();
+        let config = config(variant);
+        let ckpt = root.path().join("ckpt");
+        let (_vs, model) = trained_like_model(&config, &ckpt);
+        let fp32 = ExportOptions::default().with_attention(AttentionForm::OrtFused);
+        let bundle = root.path().join("ort-fp32");
+        vlbeit_export::export_graphs_with(&ckpt, &bundle, &fp32).unwrap();
+        let mut graphs = sessions(&bundle);
+        let tag = format!("{variant:?} ort-attention");
+        tch::no_grad(|| check_parity(&config, &model, &mut graphs, &tag, &FP32));
+        if variant == Variant::Mome {
+            let fp16 = fp32.clone().with_precision(Precision::F16);
+            let bundle = root.path().join("ort-fp16");
+            vlbeit_export::export_graphs_with(&ckpt, &bundle, &fp16).unwrap();
+            let mut graphs = sessions(&bundle);
+            let tag = format!("{variant:?} ort-attention fp16");
+            tch::no_grad(|| check_parity(&config, &model, &mut graphs, &tag, &FP16));
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The three encoder modes as three graphs, mirroring `train/src/model/encoder.rs`:
 //! embeddings → MoME blocks → the final shared LayerNorm → heads.
 
-use super::mome::{Route, block};
+use super::mome::{Route, block, key_mask};
 use super::{Ctx, embed, heads};
 use crate::onnx::proto::GraphProto;
 use crate::onnx::{Dim, ElemType, Value};
@@ -50,9 +50,9 @@ pub(crate) fn text_encoder(mut ctx: Ctx) -> GraphProto {
     let c = ctx.config().clone();
     let (input_ids, attention_mask) = text_inputs(&mut ctx);
     let mut x = embed::text(&mut ctx, &input_ids);
-    let bias = key_padding_bias(&mut ctx, &attention_mask, 0);
+    let mask = key_mask(&mut ctx, &attention_mask, 0);
     for layer in 0..c.layers {
-        x = block(&mut ctx, layer, &x, Some(&bias), &Route::Text);
+        x = block(&mut ctx, layer, &x, Some(&mask), &Route::Text);
     }
     let states = ctx.layer_norm(&x, "norm");
     let embeds = heads::text_embeds(&mut ctx, &states);
@@ -71,12 +71,12 @@ pub(crate) fn fusion_encoder(mut ctx: Ctx) -> GraphProto {
     let text = embed::text(&mut ctx, &input_ids);
     let image = embed::image(&mut ctx, &pixels);
     let image_len = 1 + c.num_patches() as i64;
-    let bias = key_padding_bias(&mut ctx, &attention_mask, image_len);
+    let mask = key_mask(&mut ctx, &attention_mask, image_len);
     let text_len = ctx.g.dim(&input_ids, 1);
     let route = Route::Fusion { text_len };
     let mut x = ctx.g.concat(&[&text, &image], 1);
     for layer in 0..c.layers {
-        x = block(&mut ctx, layer, &x, Some(&bias), &route);
+        x = block(&mut ctx, layer, &x, Some(&mask), &route);
     }
     let states = ctx.layer_norm(&x, "norm");
     let pooled = heads::pooled(&mut ctx, &states);
@@ -117,26 +117,4 @@ fn text_inputs(ctx: &mut Ctx) -> (Value, Value) {
     let ids = ctx.g.input("input_ids", ElemType::I64, &dims);
     let mask = ctx.g.input("attention_mask", ElemType::I64, &dims);
     (ids, mask)
-}
-
-/// Additive key bias `[B, 1, 1, L + image_len]`, f32 in both precisions (the attention adds it
-/// in its fp32 softmax section): the f32 minimum where `attention_mask == 0`
-/// (the trained model's `eq(0)`), 0 elsewhere and on the `image_len` image keys.
-///
-/// The trained model fills masked logits with -inf. Any row with one real key (every row has
-/// [T_CLS]) gives the same softmax either way: exp(min + logit - rowmax) underflows to exactly
-/// 0 in f32, as exp(-inf) does, and `min + logit` never overflows to -inf.
-fn key_padding_bias(ctx: &mut Ctx, attention_mask: &Value, image_len: i64) -> Value {
-    let g = &mut ctx.g;
-    let zero_i = g.scalar_i64(0);
-    let padded = g.equal(attention_mask, &zero_i);
-    let minimum = g.const_f32(&[], &[f32::MIN]);
-    let zero_f = g.const_f32(&[], &[0.0]);
-    let bias = g.where_(&padded, &minimum, &zero_f); // [B, L]
-    let bias = if image_len > 0 {
-        g.pad(&bias, &[0, 0, 0, image_len], &zero_f)
-    } else {
-        bias
-    };
-    g.unsqueeze(&bias, &[1, 2])
 }

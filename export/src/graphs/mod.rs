@@ -8,6 +8,7 @@ mod heads;
 mod mome;
 
 pub(crate) use encoder::{fusion_encoder, image_encoder, text_encoder};
+pub use mome::AttentionForm;
 
 use crate::checkpoint::Checkpoint;
 use crate::onnx::{ElemType, GraphBuilder, Value};
@@ -67,15 +68,27 @@ pub(crate) struct Ctx<'a> {
     pub(crate) g: GraphBuilder,
     ckpt: &'a Checkpoint,
     precision: Precision,
+    attention: AttentionForm,
 }
 
 impl<'a> Ctx<'a> {
-    pub(crate) fn new(name: &str, ckpt: &'a Checkpoint, precision: Precision) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        ckpt: &'a Checkpoint,
+        precision: Precision,
+        attention: AttentionForm,
+    ) -> Self {
         Self {
             g: GraphBuilder::new(name),
             ckpt,
             precision,
+            attention,
         }
+    }
+
+    /// How the blocks' attention is written.
+    pub(crate) fn attention_form(&self) -> AttentionForm {
+        self.attention
     }
 
     pub(crate) fn config(&self) -> &vlbeit_core::config::ModelConfig {

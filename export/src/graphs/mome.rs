@@ -22,27 +22,142 @@ pub(super) enum Route {
     },
 }
 
-/// Multi-head self-attention of block `layer`. Fused qkv with bias `[q_bias, 0, v_bias]` (BEiT:
-/// a key bias would shift every logit of a row equally), scale head_dim^-0.5 on q, logits and
-/// softmax in fp32 (also in an fp16 export), padded keys masked by `key_bias [B, 1, 1, S]` (0 or the f32 minimum).
+/// How the attention of every block is written in the exported graphs.
 ///
-/// Written as MatMul/Add/Softmax/MatMul so ONNX Runtime's attention fusion can recognise it.
-fn attention(ctx: &mut Ctx, layer: usize, x: &Value, key_bias: Option<&Value>) -> Value {
+/// ONNX Runtime 1.31 fuses no opset-17 attention subgraph of a pre-LN encoder: its
+/// AttentionFusion starts from a LayerNormalization whose output also feeds the residual Add
+/// (BERT's post-LN block) or a Conv1D Reshape (GPT-2, with its causal mask), and matches
+/// LayerNormalization and Unsqueeze only in their pre-opset-13 versions. So the fused kernel
+/// is written directly when asked for, and the default stays the portable graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttentionForm {
+    /// MatMul/Add/Softmax/MatMul in standard opset-17 operators, step by step the trained
+    /// forward; any ONNX runtime and TensorRT's parser read it.
+    #[default]
+    Standard,
+    /// One `com.microsoft.Attention` node per block: ONNX Runtime's fused kernel (CPU, CUDA).
+    /// TensorRT's parser refuses the node (ONNX Runtime's TensorRT provider hands it to CUDA,
+    /// cutting the engine at every block), so this form is for ONNX Runtime CPU/CUDA bundles.
+    OrtFused,
+}
+
+impl AttentionForm {
+    /// `"standard"` or `"ort"`, as on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::OrtFused => "ort",
+        }
+    }
+}
+
+impl std::fmt::Display for AttentionForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AttentionForm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "standard" => Ok(Self::Standard),
+            "ort" => Ok(Self::OrtFused),
+            _ => Err(format!(
+                "unknown attention form `{s}` (expected standard or ort)"
+            )),
+        }
+    }
+}
+
+/// The key-padding mask in the form the blocks' attention takes, built once per graph from
+/// `attention_mask [B, L]` (1 = token, 0 = [PAD]; the trained model's `eq(0)`), the
+/// `image_len` image keys appended after the text (never masked): for the standard form an
+/// additive f32 bias `[B, 1, 1, L + image_len]`, for the fused form ONNX Runtime's int32
+/// `mask_index [B, L + image_len]`.
+pub(super) fn key_mask(ctx: &mut Ctx, attention_mask: &Value, image_len: i64) -> Value {
+    match ctx.attention_form() {
+        AttentionForm::Standard => key_padding_bias(ctx, attention_mask, image_len),
+        AttentionForm::OrtFused => {
+            let g = &mut ctx.g;
+            let mask = g.cast(attention_mask, ElemType::I32);
+            if image_len > 0 {
+                let one = g.const_i32(&[], &[1]);
+                g.pad(&mask, &[0, 0, 0, image_len], &one)
+            } else {
+                mask
+            }
+        }
+    }
+}
+
+/// 0 for real keys, the f32 minimum for padded ones (see [`key_mask`]).
+///
+/// The trained model fills masked logits with -inf. Any row with one real key (every row has
+/// [T_CLS]) gives the same softmax either way: exp(min + logit - rowmax) underflows to exactly
+/// 0 in f32, as exp(-inf) does, and `min + logit` never overflows to -inf.
+fn key_padding_bias(ctx: &mut Ctx, attention_mask: &Value, image_len: i64) -> Value {
+    let g = &mut ctx.g;
+    let zero_i = g.scalar_i64(0);
+    let padded = g.equal(attention_mask, &zero_i);
+    let minimum = g.const_f32(&[], &[f32::MIN]);
+    let zero_f = g.const_f32(&[], &[0.0]);
+    let bias = g.where_(&padded, &minimum, &zero_f); // [B, L]
+    let bias = if image_len > 0 {
+        g.pad(&bias, &[0, 0, 0, image_len], &zero_f)
+    } else {
+        bias
+    };
+    g.unsqueeze(&bias, &[1, 2])
+}
+
+/// Multi-head self-attention of block `layer`, then its output projection. Fused qkv with bias
+/// `[q_bias, 0, v_bias]` (BEiT: a key bias would shift every logit of a row equally), scale
+/// head_dim^-0.5, padded keys masked by `key_mask` (from [`key_mask`]).
+fn attention(ctx: &mut Ctx, layer: usize, x: &Value, key_mask: Option<&Value>) -> Value {
+    let prefix = format!("blocks.{layer}.attn");
+    let out = match ctx.attention_form() {
+        AttentionForm::Standard => standard_attention(ctx, &prefix, x, key_mask),
+        AttentionForm::OrtFused => {
+            let w = ctx.weight_t(&format!("{prefix}.qkv.weight"));
+            let bias = qkv_bias(ctx, &prefix);
+            let c = ctx.config();
+            let (heads, scale) = (c.heads as i64, attention_scale(c.head_dim()));
+            ctx.g.ms_attention(x, &w, &bias, key_mask, heads, scale)
+        }
+    };
+    ctx.linear(&out, &format!("{prefix}.proj"), true)
+}
+
+/// head_dim^-0.5, as the trained model computes it.
+fn attention_scale(head_dim: usize) -> f32 {
+    (head_dim as f64).powf(-0.5) as f32
+}
+
+/// `[q_bias, 0, v_bias]` as one initializer `{prefix}.qkv_bias`, in the compute float type.
+fn qkv_bias(ctx: &mut Ctx, prefix: &str) -> Value {
+    let name = format!("{prefix}.qkv_bias");
+    if ctx.g.has_initializer(&name) {
+        return Value(name);
+    }
+    let q = ctx.weight_data(&format!("{prefix}.q_bias"));
+    let v = ctx.weight_data(&format!("{prefix}.v_bias"));
+    let zeros = vec![0f32; v.len()];
+    let bias: Vec<f32> = [q, zeros, v].concat();
+    let len = bias.len() as i64;
+    ctx.float_initializer(&name, &[len], &bias)
+}
+
+/// The standard form, step by step `Attention::forward` of the trained model: q scaled before
+/// the logits, logits, mask and softmax in fp32 (also in an fp16 export), `key_bias
+/// [B, 1, 1, S]` added to the logits. Returns the heads merged back, `[B, S, D]`.
+fn standard_attention(ctx: &mut Ctx, prefix: &str, x: &Value, key_bias: Option<&Value>) -> Value {
     let c = ctx.config();
     let (d, heads) = (c.hidden as i64, c.heads as i64);
     let head_dim = d / heads;
-    let scale = (c.head_dim() as f64).powf(-0.5) as f32;
-    let prefix = format!("blocks.{layer}.attn");
-    let bias_name = format!("{prefix}.qkv_bias");
-    let qkv_bias = if ctx.g.has_initializer(&bias_name) {
-        Value(bias_name)
-    } else {
-        let q = ctx.weight_data(&format!("{prefix}.q_bias"));
-        let v = ctx.weight_data(&format!("{prefix}.v_bias"));
-        let zeros = vec![0f32; v.len()];
-        let bias: Vec<f32> = [q, zeros, v].concat();
-        ctx.float_initializer(&bias_name, &[3 * d], &bias)
-    };
+    let scale = attention_scale(c.head_dim());
+    let qkv_bias = qkv_bias(ctx, prefix);
     let w = ctx.weight_t(&format!("{prefix}.qkv.weight"));
     let scale = ctx.const_float(&[], &[scale]);
     let f16 = ctx.is_f16();
@@ -76,8 +191,7 @@ fn attention(ctx: &mut Ctx, layer: usize, x: &Value, key_bias: Option<&Value>) -
     };
     let out = g.matmul(&attn, &v); // [B, H, S, hd]
     let out = g.transpose(&out, &[0, 2, 1, 3]);
-    let out = g.reshape(&out, &[0, 0, d]);
-    ctx.linear(&out, &format!("{prefix}.proj"), true)
+    g.reshape(&out, &[0, 0, d])
 }
 
 /// One expert `{prefix}`: LayerNorm → Linear(D, 4D) → GELU (erf) → Linear(4D, D).
@@ -131,12 +245,12 @@ pub(super) fn block(
     ctx: &mut Ctx,
     layer: usize,
     x: &Value,
-    key_bias: Option<&Value>,
+    key_mask: Option<&Value>,
     route: &Route,
 ) -> Value {
     let b = format!("blocks.{layer}");
     let h = ctx.layer_norm(x, &format!("{b}.norm1"));
-    let attn = attention(ctx, layer, &h, key_bias);
+    let attn = attention(ctx, layer, &h, key_mask);
     let gamma_1 = ctx.weight(&format!("{b}.gamma_1"));
     let attn = ctx.g.mul(&gamma_1, &attn);
     let x = ctx.g.add(x, &attn);

@@ -26,6 +26,8 @@ pub enum ElemType {
     F32,
     /// IEEE 754 half precision (ONNX `FLOAT16`).
     F16,
+    /// ONNX Runtime's attention `mask_index`.
+    I32,
     I64,
     Bool,
 }
@@ -35,6 +37,7 @@ impl ElemType {
         match self {
             Self::F32 => DataType::Float,
             Self::F16 => DataType::Float16,
+            Self::I32 => DataType::Int32,
             Self::I64 => DataType::Int64,
             Self::Bool => DataType::Bool,
         }
@@ -174,6 +177,15 @@ impl GraphBuilder {
         self.push_initializer(name, DataType::Int64, dims, raw)
     }
 
+    /// A fresh-named i32 constant (`dims` may be empty: a scalar).
+    pub fn const_i32(&mut self, dims: &[i64], data: &[i32]) -> Value {
+        assert_eq!(dims.iter().product::<i64>() as usize, data.len());
+        let name = self.fresh_name("const");
+        self.names.remove(&name);
+        let raw = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.push_initializer(&name, DataType::Int32, dims, raw)
+    }
+
     /// A fresh-named f32 constant (`dims` may be empty: a scalar).
     pub fn const_f32(&mut self, dims: &[i64], data: &[f32]) -> Value {
         let name = self.fresh_name("const");
@@ -215,6 +227,19 @@ impl GraphBuilder {
         attributes: Vec<AttributeProto>,
         outputs: usize,
     ) -> Vec<Value> {
+        self.node_in_domain("", op_type, inputs, attributes, outputs)
+    }
+
+    /// [`GraphBuilder::node_multi`] for an operator of `domain` (`""` = `ai.onnx`); the model
+    /// writer imports every domain its nodes use.
+    pub fn node_in_domain(
+        &mut self,
+        domain: &str,
+        op_type: &str,
+        inputs: &[&Value],
+        attributes: Vec<AttributeProto>,
+        outputs: usize,
+    ) -> Vec<Value> {
         let hint = op_type.to_lowercase();
         let outs: Vec<String> = (0..outputs).map(|_| self.fresh_name(&hint)).collect();
         let name = self.fresh_name(&format!("{op_type}_node"));
@@ -223,6 +248,7 @@ impl GraphBuilder {
             output: outs.clone(),
             name,
             op_type: op_type.to_owned(),
+            domain: domain.to_owned(),
             attribute: attributes,
             ..Default::default()
         });

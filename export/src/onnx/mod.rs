@@ -6,6 +6,8 @@ mod ops;
 pub mod proto;
 mod write;
 
+pub use ops::MS_DOMAIN;
+
 pub use builder::{
     Dim, ElemType, GraphBuilder, Value, attr_float, attr_int, attr_ints, f16_bits_to_f32,
     f32_to_f16_bits,

@@ -1,5 +1,9 @@
 //! One helper per ONNX operator the exporter uses (opset 17 signatures: Slice, Unsqueeze,
-//! Squeeze, ReduceSum and Pad take their axes/pads as inputs; ReduceMean still as an attribute).
+//! Squeeze, ReduceSum and Pad take their axes/pads as inputs; ReduceMean still as an attribute),
+//! and ONNX Runtime's `com.microsoft.Attention`.
+
+/// ONNX Runtime's contrib operator domain.
+pub const MS_DOMAIN: &str = "com.microsoft";
 
 use super::builder::{
     ElemType, GraphBuilder, Value, attr_float, attr_int, attr_ints, data_type_code,
@@ -181,6 +185,27 @@ impl GraphBuilder {
 
     pub fn expand(&mut self, x: &Value, shape: &Value) -> Value {
         self.node("Expand", &[x, shape], vec![])
+    }
+
+    /// ONNX Runtime's fused multi-head self-attention (`com.microsoft.Attention`, version 1):
+    /// `x [B, S, D]` times the packed `[D, 3D]` q/k/v weight plus `bias [3D]`, softmax of the
+    /// scaled logits with keys where the int32 `mask_index [B, S]` is 0 left out, heads merged
+    /// back to `[B, S, D]` (before the output projection).
+    pub fn ms_attention(
+        &mut self,
+        x: &Value,
+        qkv_weight: &Value,
+        qkv_bias: &Value,
+        mask_index: Option<&Value>,
+        num_heads: i64,
+        scale: f32,
+    ) -> Value {
+        let mut inputs = vec![x, qkv_weight, qkv_bias];
+        inputs.extend(mask_index);
+        let attributes = vec![attr_int("num_heads", num_heads), attr_float("scale", scale)];
+        self.node_in_domain(MS_DOMAIN, "Attention", &inputs, attributes, 1)
+            .pop()
+            .expect("one output")
     }
 
     /// Constant padding; `pads` is `[begin_0, .., begin_n, end_0, .., end_n]`.

@@ -74,12 +74,22 @@ pub fn write_model(
     } else {
         None
     };
+    // ai.onnx at OPSET, and version 1 of every other domain a node uses (com.microsoft).
+    let mut opset_import = vec![OperatorSetIdProto {
+        domain: String::new(),
+        version: OPSET,
+    }];
+    for node in &graph.node {
+        if !opset_import.iter().any(|o| o.domain == node.domain) {
+            opset_import.push(OperatorSetIdProto {
+                domain: node.domain.clone(),
+                version: 1,
+            });
+        }
+    }
     let model = ModelProto {
         ir_version: IR_VERSION,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: OPSET,
-        }],
+        opset_import,
         producer_name: "vlbeit-export".into(),
         producer_version: options.producer_version.clone(),
         graph: Some(graph),
