@@ -28,6 +28,7 @@
 pub mod bundle;
 pub mod environment;
 pub mod error;
+pub mod ffi;
 mod graph;
 pub mod index;
 pub mod model;
