@@ -54,12 +54,13 @@ pub struct HeadsConfig {
     /// Class names (index = logit), when a classification head was fine-tuned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<Vec<String>>,
-    /// The segmentation head, when one was fine-tuned (not exported to ONNX).
+    /// The segmentation head, when one was fine-tuned (not exported to ONNX; the exporter
+    /// ignores this field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<SegmentHeadConfig>,
 }
 
-/// `heads.segment` of `config.json`.
+/// `heads.segment` of `config.json`: the segmentation decoder of a `finetune:segment` checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentHeadConfig {

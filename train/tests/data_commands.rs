@@ -18,6 +18,7 @@ fn tokenizer_trained_on_scenes_has_no_unknown_pieces_on_the_test_split() {
         eval: 20,
         corpus: 500,
         shard_size: 50,
+        formats: Vec::new(),
     })
     .unwrap();
     let manifest = DatasetManifest::load(&data).unwrap();

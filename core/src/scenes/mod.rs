@@ -13,6 +13,7 @@
 //! assert!(scene.captions.len() >= 2);
 //! ```
 
+mod formats;
 mod language;
 mod layout;
 mod nlvr2;
@@ -26,6 +27,7 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
+pub use formats::{TaskFormat, write_task_format};
 pub use layout::{Background, SceneObject, Texture, relation_holds};
 pub use nlvr2::Nlvr2Item;
 pub use questions::{ANNOTATORS, Question, QuestionType};

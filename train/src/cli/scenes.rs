@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use vlbeit_core::scenes::{DatasetSpec, SplitCounts, write_dataset};
+use vlbeit_core::scenes::{
+    DatasetSpec, SceneConfig, SceneGenerator, SplitCounts, TaskFormat, write_dataset,
+    write_task_format,
+};
 
 /// Arguments of `vlbeit-train scenes`.
 #[derive(Debug, clap::Args)]
@@ -29,6 +32,10 @@ pub struct ScenesArgs {
     /// Samples per shard.
     #[arg(long, default_value_t = 1000)]
     pub shard_size: u64,
+    /// Also write the same scenes in public formats, to `OUT/formats/<format>/`: comma-separated
+    /// karpathy, vqav2, nlvr2, imagefolder, ade20k (docs/finetuning.md).
+    #[arg(long, value_delimiter = ',')]
+    pub formats: Vec<TaskFormat>,
 }
 
 pub fn run(args: &ScenesArgs) -> anyhow::Result<()> {
@@ -65,5 +72,16 @@ pub fn run(args: &ScenesArgs) -> anyhow::Result<()> {
         elapsed,
         total as f64 / elapsed.max(1e-9),
     );
+    let generator = SceneGenerator::new(SceneConfig {
+        image_size: args.image_size,
+        seed: args.seed,
+    })?;
+    for format in &args.formats {
+        let dir = args.out.join("formats").join(format.name());
+        write_task_format(&dir, *format, &generator, &counts).with_context(|| {
+            format!("writing the {} format to {}", format.name(), dir.display())
+        })?;
+        println!("wrote the scenes as {} -> {}", format.name(), dir.display());
+    }
     Ok(())
 }

@@ -10,7 +10,7 @@ use vlbeit_core::text::TextTokenizer;
 
 use super::context::TaskModel;
 use super::data::{ScenesSplit, TaskDataError};
-use super::formats::DataFormat;
+use super::formats::{self, DataFormat};
 use super::heads::{TaskHeadSpec, TaskHeads};
 use super::run::FinetuneError;
 use super::{Task, TaskData, classify, nlvr2, retrieval, segment, vqa};
@@ -39,6 +39,25 @@ pub fn load_task_data(
                 Task::Segment => TaskData::Segment(scenes.segment(preprocess)?),
             })
         }
+        DataFormat::Karpathy if task == Task::Retrieval => Ok(TaskData::Retrieval(
+            formats::karpathy::read(dir, split, preprocess)?,
+        )),
+        DataFormat::Vqav2 if task == Task::Vqa => {
+            Ok(TaskData::Vqa(formats::vqav2::read(dir, split, preprocess)?))
+        }
+        DataFormat::Nlvr2 if task == Task::Nlvr2 => Ok(TaskData::Nlvr2(formats::nlvr2::read(
+            dir, split, preprocess,
+        )?)),
+        DataFormat::ImageFolder if task == Task::Classify => Ok(TaskData::Classify(
+            formats::imagefolder::read(dir, split, preprocess)?,
+        )),
+        DataFormat::Ade20k if task == Task::Segment => Ok(TaskData::Segment(
+            formats::ade20k::read(dir, split, preprocess)?,
+        )),
+        other => Err(TaskDataError::invalid(
+            dir,
+            format!("the {} format holds no {task} data", other.name()),
+        )),
     }
 }
 
@@ -69,12 +88,12 @@ impl FinetunedModel {
         let has = |prefix: &str| names.iter().any(|n| n.starts_with(prefix));
         let missing = |what: &str| {
             FinetuneError::Config(format!(
-                "{}: model.safetensors holds heads.{what}.* but config.json lacks heads.{}",
+                "{}: model.safetensors holds heads.{what}.* but config.json lacks {}",
                 dir.display(),
                 match what {
-                    "vqa" => "answers",
-                    "classify" => "classes",
-                    _ => "segment",
+                    "vqa" => "heads.answers",
+                    "classify" => "heads.classes",
+                    _ => "heads.segment",
                 }
             ))
         };
