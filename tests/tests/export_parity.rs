@@ -19,6 +19,7 @@ use vlbeit_export::{
 use vlbeit_train::checkpoint::{
     CHECKPOINT_FORMAT_VERSION, CheckpointConfig, HeadsConfig, TrainingSummary, write_json,
 };
+use vlbeit_train::finetune::{TaskHeadSpec, TaskHeads};
 use vlbeit_train::model::{VlBeit, save_weights};
 
 const MAX_ABS: f64 = 1e-4;
@@ -61,9 +62,21 @@ fn config(variant: Variant) -> ModelConfig {
 /// A model whose every weight (biases, gammas, LayerNorm scales included) is moved off its
 /// initial value, so that a bias or a gamma the graph forgot would show.
 fn trained_like_model(config: &ModelConfig, dir: &Path) -> (nn::VarStore, VlBeit) {
+    let (vs, model, _) = trained_like_model_with_heads(config, dir, &TaskHeadSpec::default());
+    (vs, model)
+}
+
+/// [`trained_like_model`] with the fine-tuning heads of `spec` (the trainer's own modules,
+/// named by the team contract) and their label lists in config.json.
+fn trained_like_model_with_heads(
+    config: &ModelConfig,
+    dir: &Path,
+    spec: &TaskHeadSpec,
+) -> (nn::VarStore, VlBeit, TaskHeads) {
     tch::manual_seed(7);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = VlBeit::new(&vs.root(), config);
+    let task_heads = TaskHeads::new(&(vs.root() / "heads"), config, spec);
     tch::no_grad(|| {
         for (_, mut var) in vs.variables() {
             let noise = var.randn_like() * 0.1;
@@ -91,12 +104,20 @@ fn trained_like_model(config: &ModelConfig, dir: &Path) -> (nn::VarStore, VlBeit
             unicode_normalization: UnicodeNormalization::Nfkc,
         },
         pair_max_len: config.max_pair_text_len,
-        heads: HeadsConfig::default(),
+        heads: HeadsConfig {
+            answers: spec
+                .vqa
+                .map(|n| (0..n).map(|i| format!("answer {i}")).collect()),
+            classes: spec
+                .classify
+                .map(|n| (0..n).map(|i| format!("class {i}")).collect()),
+            ..HeadsConfig::default()
+        },
         training: TrainingSummary::default(),
     };
     write_json(&dir.join("config.json"), &checkpoint_config).unwrap();
     CheckpointConfig::load(dir).expect("the trainer reads its config back");
-    (vs, model)
+    (vs, model, task_heads)
 }
 
 struct Graphs {
@@ -376,4 +397,113 @@ fn exported_ort_attention_graphs_match_the_trained_forward() {
             tch::no_grad(|| check_parity(&config, &model, &mut graphs, &tag, &FP16));
         }
     }
+}
+
+/// `class_logits` (image encoder) and `vqa_logits` (fusion encoder) against the trainer's own
+/// `heads.classify` / `heads.vqa` modules on the same random (moved-off-init) weights, for both
+/// attention forms in fp32 and the standard form in fp16.
+#[test]
+fn exported_task_heads_match_the_trained_heads() {
+    tch::set_num_threads(1);
+    let root = tempfile::tempdir().unwrap();
+    let config = config(Variant::Mome);
+    let ckpt = root.path().join("ckpt");
+    let spec = TaskHeadSpec {
+        vqa: Some(7),
+        classify: Some(5),
+        ..TaskHeadSpec::default()
+    };
+    let (_vs, model, heads) = trained_like_model_with_heads(&config, &ckpt, &spec);
+    let (vqa, classify) = (heads.vqa.unwrap(), heads.classify.unwrap());
+    let cases = [
+        (AttentionForm::Standard, Precision::F32, &FP32),
+        (AttentionForm::OrtFused, Precision::F32, &FP32),
+        (AttentionForm::Standard, Precision::F16, &FP16),
+    ];
+    for (form, precision, gate) in cases {
+        let options = ExportOptions::default()
+            .with_attention(form)
+            .with_precision(precision);
+        let bundle = root.path().join(format!("{form}-{precision}"));
+        let report = vlbeit_export::export_graphs_with(&ckpt, &bundle, &options).unwrap();
+        assert!(report.skipped_tensors.is_empty());
+        let mut graphs = sessions(&bundle);
+        let tag = format!("heads {form} {precision}");
+        let mut worst = Worst::new();
+        tch::no_grad(|| {
+            for (lengths, seq) in [(&[5i64][..], 5), (&[7, 4, 1][..], 7), (&[3, 9, 9][..], 12)] {
+                let b = lengths.len() as i64;
+                let (ids, mask) = texts(&config, lengths, seq);
+                let px = pixels(&config, b);
+                let case = format!("{tag} b={b} seq={seq}");
+                let states = model.forward_image(&px, None, false);
+                let out = graphs
+                    .image
+                    .run(ort::inputs!["pixel_values" => ort_f32(&px)])
+                    .unwrap();
+                let figures = compare(
+                    &format!("{case} class_logits"),
+                    out["class_logits"].try_extract_tensor::<f32>().unwrap(),
+                    &classify.forward(&states),
+                    gate,
+                );
+                let entry = worst.entry("class_logits").or_insert((0.0, 1.0));
+                *entry = (entry.0.max(figures.0), entry.1.min(figures.1));
+                drop(out);
+                let fused = model.forward_fusion(&ids, &mask, &px, None, false);
+                let pooled = model.heads().pooled(&fused);
+                let out = graphs
+                    .fusion
+                    .run(ort::inputs![
+                        "input_ids" => ort_i64(&ids),
+                        "attention_mask" => ort_i64(&mask),
+                        "pixel_values" => ort_f32(&px),
+                    ])
+                    .unwrap();
+                let figures = compare(
+                    &format!("{case} vqa_logits"),
+                    out["vqa_logits"].try_extract_tensor::<f32>().unwrap(),
+                    &vqa.forward(&pooled),
+                    gate,
+                );
+                let entry = worst.entry("vqa_logits").or_insert((0.0, 1.0));
+                *entry = (entry.0.max(figures.0), entry.1.min(figures.1));
+            }
+        });
+        for (output, (max_abs, cosine)) in &worst {
+            println!("{tag} worst {output:<14} max|Δ| = {max_abs:.3e}  cosine = {cosine:.9}");
+        }
+    }
+}
+
+/// `vlbeit-train init` writes what pretraining writes: its checkpoint exports to a bundle whose
+/// parity gate (golden/ replayed from the raw PNGs and texts) passes.
+#[test]
+fn an_initialized_checkpoint_exports_to_a_verified_bundle() {
+    use vlbeit_core::scenes::{SceneConfig, SceneGenerator};
+    use vlbeit_core::text::{TextTokenizer, TrainOptions};
+    let root = tempfile::tempdir().unwrap();
+    let generator = SceneGenerator::new(SceneConfig::default()).unwrap();
+    let texts: Vec<String> = (0..300).map(|i| generator.corpus_sentence(i)).collect();
+    let tokenizer = root.path().join("tokenizer.json");
+    TextTokenizer::train(&texts, &TrainOptions::default().with_vocab_size(300))
+        .unwrap()
+        .save(&tokenizer)
+        .unwrap();
+    let args = vlbeit_train::cli::init::InitArgs {
+        config: "tiny".into(),
+        tokenizer,
+        out: root.path().join("ckpt"),
+        seed: 1,
+        force: false,
+    };
+    vlbeit_train::cli::init::init(&args).unwrap();
+    let options = vlbeit_export::BundleOptions {
+        verify: true,
+        ..vlbeit_export::BundleOptions::default()
+    };
+    let report =
+        vlbeit_export::export_bundle(&args.out, &root.path().join("bundle"), &options).unwrap();
+    let parity = report.parity.expect("the gate ran");
+    assert!(parity.passed, "{parity:?}");
 }

@@ -26,6 +26,9 @@ enum Command {
     Finetune(cli::finetune::FinetuneArgs),
     /// Evaluate a (fine-tuned) checkpoint on a task and split.
     Eval(cli::eval::EvalArgs),
+    /// Write a randomly initialized checkpoint (config.json, model.safetensors, tokenizer.json,
+    /// golden/) of a preset, e.g. to export and measure the base size.
+    Init(cli::init::InitArgs),
     /// Training throughput of the presets on this machine (a benchmark, not a test).
     Bench(cli::bench::BenchArgs),
     /// Loss curves (SVG) and held-out accuracy table of a run's metrics.jsonl.
@@ -45,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Pretrain(args) => cli::pretrain::run(&args)?,
         Command::Finetune(args) => cli::finetune::run(&args)?,
         Command::Eval(args) => cli::eval::run(&args)?,
+        Command::Init(args) => cli::init::run(&args)?,
         Command::Bench(args) => cli::bench::run(&args)?,
         Command::Report(args) => cli::report::run(&args)?,
     }

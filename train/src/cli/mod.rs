@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod eval;
 pub mod finetune;
+pub mod init;
 pub mod pretrain;
 pub mod report;
 pub mod scenes;
