@@ -11,4 +11,5 @@ pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod pretrain;
+pub mod tables;
 pub mod visual_tokenizer;

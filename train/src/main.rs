@@ -33,6 +33,8 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Loss curves (SVG) and held-out accuracy table of a run's metrics.jsonl.
     Report(cli::report::ReportArgs),
+    /// The seed's Tables 1-5 at small scale: pretrain, fine-tune and evaluate every variant.
+    Tables(cli::tables::TablesArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         Command::Init(args) => cli::init::run(&args)?,
         Command::Bench(args) => cli::bench::run(&args)?,
         Command::Report(args) => cli::report::run(&args)?,
+        Command::Tables(args) => cli::tables::run(&args)?,
     }
     Ok(())
 }

@@ -7,5 +7,6 @@ pub mod init;
 pub mod pretrain;
 pub mod report;
 pub mod scenes;
+pub mod tables;
 pub mod tokenizer;
 pub mod visual_tokenizer;

@@ -115,6 +115,46 @@ pub enum TaskData {
 }
 
 impl TaskData {
+    /// Keeps the first `n` units (images for retrieval, segmentation and classification,
+    /// questions for VQA, items for NLVR2) — a smaller evaluation set.
+    pub fn truncate(&mut self, n: usize) {
+        fn images(set: &mut ImageSet, n: usize) {
+            let n = n.min(set.len());
+            set.names.truncate(n);
+            set.pixels = set.pixels.narrow(0, 0, n as i64);
+        }
+        match self {
+            TaskData::Retrieval(d) => {
+                images(&mut d.images, n);
+                let keep: Vec<usize> = (0..d.texts.len())
+                    .filter(|&t| d.text_image[t] < n)
+                    .collect();
+                d.texts = keep.iter().map(|&t| d.texts[t].clone()).collect();
+                d.text_image = keep.iter().map(|&t| d.text_image[t]).collect();
+            }
+            TaskData::Vqa(d) => {
+                d.questions.truncate(n);
+                d.question_image.truncate(n);
+                d.targets.truncate(n);
+            }
+            TaskData::Nlvr2(d) => {
+                d.statements.truncate(n);
+                d.left.truncate(n);
+                d.right.truncate(n);
+                d.labels.truncate(n);
+            }
+            TaskData::Classify(d) => {
+                images(&mut d.images, n);
+                d.labels.truncate(n);
+            }
+            TaskData::Segment(d) => {
+                let m = n.min(d.images.len()) as i64;
+                images(&mut d.images, n);
+                d.masks = d.masks.narrow(0, 0, m);
+            }
+        }
+    }
+
     /// Items one epoch draws: images for retrieval (with one of their texts), else examples.
     pub fn units(&self) -> usize {
         match self {
@@ -161,6 +201,9 @@ pub struct FinetuneConfig {
     /// Retrieval: texts (images) per query reranked by the fusion encoder at evaluation.
     pub rerank_k: usize,
     pub eval_batch_size: usize,
+    /// Load the init checkpoint's weights (`false`: a no-pretraining baseline that takes only
+    /// the config, tokenizer and golden inputs from `init`).
+    pub init_weights: bool,
     /// Skip the evaluation at the end (e.g. when the caller evaluates other splits itself).
     pub skip_eval: bool,
     pub device: Device,
@@ -195,6 +238,7 @@ impl FinetuneConfig {
             segment_layers: None,
             rerank_k: 8,
             eval_batch_size: 64,
+            init_weights: true,
             skip_eval: false,
             device: Device::Cpu,
             progress: true,

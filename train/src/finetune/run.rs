@@ -203,12 +203,14 @@ pub fn finetune(config: &FinetuneConfig) -> Result<FinetuneOutcome, FinetuneErro
     tch::manual_seed((Rng::derive_path(config.seed, &[0x6674]).next_u64() >> 1) as i64);
     let mut vs = nn::VarStore::new(device);
     let model = VlBeit::new(&vs.root(), &model_config);
-    load_weights_except(
-        &mut vs,
-        &config.init.join("model.safetensors"),
-        &model_config,
-        &is_task_head,
-    )?;
+    if config.init_weights {
+        load_weights_except(
+            &mut vs,
+            &config.init.join("model.safetensors"),
+            &model_config,
+            &is_task_head,
+        )?;
+    }
     let heads = TaskHeads::new(&(vs.root() / "heads"), &model_config, &spec);
     let mut optimizer = AdamW::new(&vs, config.adamw);
     if let Some(decay) = config.layer_decay {
