@@ -551,8 +551,9 @@ struct vlbeit_model_params vlbeit_model_default_params(void);
  *
  * Ownership: on success `*out_model` is a new handle the caller owns; free it with
  * `vlbeit_model_free`. On failure `*out_model` is set to NULL.
- * Errors: `VLBEIT_ERROR_NOT_INITIALIZED`, `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_IO`
- * (missing directory or file), `VLBEIT_ERROR_BUNDLE`, `VLBEIT_ERROR_PROVIDER_UNAVAILABLE`,
+ * Errors: `VLBEIT_ERROR_NOT_INITIALIZED`, `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_BUNDLE`
+ * (a missing directory, a missing or altered file, a bad manifest, signature or tokenizer),
+ * `VLBEIT_ERROR_IO` (an unreadable file), `VLBEIT_ERROR_PROVIDER_UNAVAILABLE`,
  * `VLBEIT_ERROR_RUNTIME`. Thread safety: safe from any thread.
  */
 enum vlbeit_status vlbeit_model_load(const char *bundle_dir,
@@ -726,8 +727,9 @@ struct vlbeit_model_params vlbeit_model_default_params(void);
  *
  * Ownership: on success `*out_model` is a new handle the caller owns; free it with
  * `vlbeit_model_free`. On failure `*out_model` is set to NULL.
- * Errors: `VLBEIT_ERROR_NOT_INITIALIZED`, `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_IO`
- * (missing directory or file), `VLBEIT_ERROR_BUNDLE`, `VLBEIT_ERROR_PROVIDER_UNAVAILABLE`,
+ * Errors: `VLBEIT_ERROR_NOT_INITIALIZED`, `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_BUNDLE`
+ * (a missing directory, a missing or altered file, a bad manifest, signature or tokenizer),
+ * `VLBEIT_ERROR_IO` (an unreadable file), `VLBEIT_ERROR_PROVIDER_UNAVAILABLE`,
  * `VLBEIT_ERROR_RUNTIME`. Thread safety: safe from any thread.
  */
 enum vlbeit_status vlbeit_model_load(const char *bundle_dir,

@@ -26,7 +26,7 @@ mod global;
 mod index;
 mod model;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ffi::{CStr, CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
@@ -294,12 +294,13 @@ pub(crate) enum HandleKind {
 }
 
 /// Addresses of the live handles, so that a freed or foreign pointer is reported instead of
-/// dereferenced (the double-free guard).
-static LIVE_HANDLES: Mutex<Option<HashMap<usize, HandleKind>>> = Mutex::new(None);
+/// dereferenced (the double-free guard). A BTreeMap frees its nodes when emptied, so a program
+/// that freed every handle ends with nothing of the registry on the heap.
+static LIVE_HANDLES: Mutex<BTreeMap<usize, HandleKind>> = Mutex::new(BTreeMap::new());
 
-fn live_handles<R>(f: impl FnOnce(&mut HashMap<usize, HandleKind>) -> R) -> R {
+fn live_handles<R>(f: impl FnOnce(&mut BTreeMap<usize, HandleKind>) -> R) -> R {
     let mut guard = LIVE_HANDLES.lock().unwrap_or_else(|p| p.into_inner());
-    f(guard.get_or_insert_with(HashMap::new))
+    f(&mut guard)
 }
 
 pub(crate) fn live_handle_count() -> usize {

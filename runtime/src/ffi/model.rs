@@ -287,8 +287,9 @@ pub extern "C" fn vlbeit_model_default_params() -> vlbeit_model_params {
 ///
 /// Ownership: on success `*out_model` is a new handle the caller owns; free it with
 /// `vlbeit_model_free`. On failure `*out_model` is set to NULL.
-/// Errors: `VLBEIT_ERROR_NOT_INITIALIZED`, `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_IO`
-/// (missing directory or file), `VLBEIT_ERROR_BUNDLE`, `VLBEIT_ERROR_PROVIDER_UNAVAILABLE`,
+/// Errors: `VLBEIT_ERROR_NOT_INITIALIZED`, `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_BUNDLE`
+/// (a missing directory, a missing or altered file, a bad manifest, signature or tokenizer),
+/// `VLBEIT_ERROR_IO` (an unreadable file), `VLBEIT_ERROR_PROVIDER_UNAVAILABLE`,
 /// `VLBEIT_ERROR_RUNTIME`. Thread safety: safe from any thread.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vlbeit_model_load(
