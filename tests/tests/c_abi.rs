@@ -331,6 +331,67 @@ fn answer_example_fails_clearly_on_a_bundle_without_a_vqa_head() {
     }
 }
 
+/// The fixture's checkpoint fine-tuned for VQA for a few steps, exported with the parity gate.
+fn vqa_bundle() -> PathBuf {
+    use vlbeit_train::finetune::{FinetuneConfig, Task, finetune};
+    let root = &fixture().root;
+    let mut c = FinetuneConfig::new(
+        Task::Vqa,
+        root.join("run/checkpoint"),
+        root.join("scenes"),
+        root.join("finetune-vqa"),
+    );
+    c.steps = 3;
+    c.batch_size = 4;
+    c.warmup_steps = 1;
+    c.eval_batch_size = 16;
+    c.skip_eval = true;
+    c.progress = false;
+    let outcome = finetune(&c).unwrap();
+    let bundle = root.join("bundle-vqa");
+    let options = vlbeit_export::BundleOptions {
+        verify: true,
+        ..Default::default()
+    };
+    vlbeit_export::export_bundle(&outcome.checkpoint, &bundle, &options).unwrap();
+    bundle
+}
+
+#[test]
+fn answer_example_prints_the_rust_api_answers_for_a_vqa_bundle() {
+    let f = fixture();
+    let bundle = vqa_bundle();
+    let (png, _, _) = &f.scenes[0];
+    let question = "what colour is the circle?";
+    let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
+    let options = ModelOptions::default().with_provider(ExecutionProvider::Cpu { threads: 1 });
+    let model = Model::load(&runtime, &bundle, options).unwrap();
+    let want = model.answer(ImageSource::Path(png), question, 3).unwrap();
+    assert_eq!(want.len(), 3);
+    for link in LINKS {
+        let stdout = must(
+            c_command(program(link, "answer"))
+                .arg(&bundle)
+                .arg(png)
+                .arg(question)
+                .arg("3"),
+        );
+        println!("{link}:\n{stdout}");
+        let answers: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.starts_with("answer "))
+            .collect();
+        assert_eq!(answers.len(), want.len(), "{stdout}");
+        for (line, answer) in answers.iter().zip(&want) {
+            let (head, score) = line.rsplit_once(" score=").unwrap();
+            let label = head.splitn(3, ' ').nth(2).unwrap();
+            assert_eq!(label, answer.label, "{line}");
+            let score: f32 = score.parse().unwrap();
+            assert!((score - answer.score).abs() <= 2e-6, "{line} vs {answer:?}");
+        }
+    }
+}
+
 #[test]
 fn threads_example_agrees_across_workers_and_with_the_rust_api() {
     let f = fixture();
