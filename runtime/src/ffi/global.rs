@@ -107,7 +107,15 @@ pub(crate) fn log(level: vlbeit_log_level, message: &str) {
             // released, so the callback may call back into the library.
             unsafe { callback(level, text.as_ptr(), user_data as *mut c_void) };
         }
-        None => eprintln!("vlbeit [{}]: {message}", level_name(level)),
+        None => {
+            // A closed stderr must not fail (or panic) the call being logged.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "vlbeit [{}]: {message}",
+                level_name(level)
+            );
+        }
     }
 }
 

@@ -126,3 +126,14 @@ fn every_status_has_a_name() {
     let unknown = unsafe { CStr::from_ptr(vlbeit_status_name(99)) };
     assert_eq!(unknown.to_str().unwrap(), "unknown status");
 }
+
+#[test]
+fn a_panic_becomes_an_internal_error_with_its_message() {
+    let status = guard("vlbeit_test_entry", || panic!("boom at the boundary"));
+    assert_eq!(status, VLBEIT_ERROR_INTERNAL);
+    let message = last_error();
+    assert!(
+        message.starts_with("vlbeit_test_entry: internal error") && message.contains("boom"),
+        "{message}"
+    );
+}
