@@ -30,7 +30,6 @@ fn lib_dir() -> PathBuf {
 }
 
 struct Fixture {
-    _dir: tempfile::TempDir,
     root: PathBuf,
     bundle: PathBuf,
     images: PathBuf,
@@ -103,8 +102,14 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         tch::set_num_threads(1);
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_owned();
+        // A fixed directory, emptied at every run: the fixture lives in a static that is never
+        // dropped, and the statically linked debug programs take ~170 MB each, so a temporary
+        // directory per run would pile up.
+        let root = lib_dir().parent().unwrap().join("c-abi-test");
+        if root.exists() {
+            std::fs::remove_dir_all(&root).unwrap();
+        }
+        std::fs::create_dir_all(&root).unwrap();
         let (_, bundle) = vlbeit_tests::verified_bundle(&root);
         let images = root.join("images");
         std::fs::create_dir_all(&images).unwrap();
@@ -123,7 +128,6 @@ fn fixture() -> &'static Fixture {
             .collect();
         build_programs(&root);
         Fixture {
-            _dir: dir,
             root,
             bundle,
             images,
