@@ -389,6 +389,7 @@ extern "C" {
  *
  * Ownership: owned by the library; valid until the next failing call on this thread. Copy it
  * to keep it. Thread safety: thread-local, safe from any thread. Never NULL.
+ * Errors: none (cannot fail).
  */
 const char *vlbeit_last_error_message(void);
 
@@ -396,12 +397,14 @@ const char *vlbeit_last_error_message(void);
  * The name of a status value (`"VLBEIT_ERROR_IO"`), or `"unknown status"`.
  *
  * Ownership: a static string. Thread safety: safe from any thread. Never NULL.
+ * Errors: none (cannot fail).
  */
 const char *vlbeit_status_name(int32_t status);
 
 /**
  * `VLBEIT_ABI_VERSION` of the library actually loaded; compare it with the header's macro to
  * detect a header/library mismatch. Thread safety: safe from any thread.
+ * Ownership: returned by value. Errors: none (cannot fail).
  */
 uint32_t vlbeit_abi_version(void);
 
@@ -409,6 +412,7 @@ uint32_t vlbeit_abi_version(void);
  * The library's version, e.g. `"0.1.0"`.
  *
  * Ownership: a static string. Thread safety: safe from any thread. Never NULL.
+ * Errors: none (cannot fail).
  */
 const char *vlbeit_version_string(void);
 
@@ -419,12 +423,14 @@ const char *vlbeit_version_string(void);
  * Writes the NUL-terminated text into `out` (`capacity` bytes); `out_len` (optional) receives
  * the bytes needed, NUL included. `out == NULL` with `capacity == 0` queries the length.
  * Errors: `VLBEIT_ERROR_BUFFER_TOO_SMALL`. Thread safety: safe from any thread.
+ * Ownership: `out` is the caller's buffer; the library keeps no pointer to it.
  */
 enum vlbeit_status vlbeit_system_info(char *out, size_t capacity, size_t *out_len);
 
 /**
  * Default `vlbeit_init_params`: library search order, `VLBEIT_LOG_WARN` to stderr.
  * Thread safety: safe from any thread.
+ * Ownership: returned by value (its pointers are NULL). Errors: none (cannot fail).
  */
 struct vlbeit_init_params vlbeit_init_default_params(void);
 
@@ -449,6 +455,8 @@ enum vlbeit_status vlbeit_global_init(const struct vlbeit_init_params *params);
  * with `VLBEIT_ERROR_INVALID_STATE` while models or indexes are still live (free them first).
  * Calling it when not initialized is a no-op. ONNX Runtime stays loaded until process exit.
  * Thread safety: do not call it while other threads use the library.
+ * Ownership: the library releases its own state; handles stay the caller's.
+ * Errors: `VLBEIT_ERROR_INVALID_STATE` (live handles).
  */
 enum vlbeit_status vlbeit_global_shutdown(void);
 
@@ -456,6 +464,7 @@ enum vlbeit_status vlbeit_global_shutdown(void);
  * Sends one message through the library's log (level filter and callback). For applications
  * that want their messages in the same stream; mostly useful in tests.
  * Errors: `VLBEIT_ERROR_INVALID_ARGUMENT`. Thread safety: safe from any thread.
+ * Ownership: the arguments are only read during the call; nothing returned needs freeing.
  */
 enum vlbeit_status vlbeit_log_message(int32_t level, const char *message);
 
@@ -475,6 +484,7 @@ enum vlbeit_status vlbeit_index_create(const struct vlbeit_model *model,
  * Nothing is added on error. Errors: `VLBEIT_ERROR_INVALID_ARGUMENT` (NULL id, length not
  * `count × dim`), `VLBEIT_ERROR_INVALID_HANDLE`, `VLBEIT_ERROR_INVALID_INPUT`.
  * Thread safety: safe from any thread; waits for running searches of this index.
+ * Ownership: entries, strings and embeddings are copied; the caller keeps its memory.
  */
 enum vlbeit_status vlbeit_index_add(struct vlbeit_index *index,
                                     const struct vlbeit_index_entry *entries,
@@ -486,6 +496,7 @@ enum vlbeit_status vlbeit_index_add(struct vlbeit_index *index,
  * `*out_count` = number of entries; `*out_dim` (optional, may be NULL) = embedding length.
  * Errors: `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_INVALID_HANDLE`.
  * Thread safety: safe from any thread.
+ * Ownership: the arguments are only read during the call; nothing returned needs freeing.
  */
 enum vlbeit_status vlbeit_index_size(const struct vlbeit_index *index,
                                      size_t *out_count,
@@ -495,6 +506,7 @@ enum vlbeit_status vlbeit_index_size(const struct vlbeit_index *index,
  * Writes the index to `path` (a temporary sibling, synced, then renamed: a crash never
  * leaves a torn file). Errors: `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_INVALID_HANDLE`,
  * `VLBEIT_ERROR_IO`. Thread safety: safe from any thread.
+ * Ownership: the arguments are only read during the call; nothing returned needs freeing.
  */
 enum vlbeit_status vlbeit_index_save(const struct vlbeit_index *index, const char *path);
 
@@ -512,6 +524,8 @@ enum vlbeit_status vlbeit_index_load(const char *path, struct vlbeit_index **out
  * a no-op, and a pointer that is not a live index is reported as
  * `VLBEIT_ERROR_INVALID_HANDLE` and not touched. Hit ids and metadata from this index become
  * invalid. Thread safety: no other thread may use the index during or after this call.
+ * Ownership: releases the handle the caller owned.
+ * Errors: `VLBEIT_ERROR_INVALID_HANDLE` (not a live index).
  */
 enum vlbeit_status vlbeit_index_free(struct vlbeit_index **index);
 
@@ -542,6 +556,7 @@ enum vlbeit_status vlbeit_index_search(const struct vlbeit_model *model,
 /**
  * Default `vlbeit_model_params`: CPU with one thread per core, strict for GPUs, one session
  * per graph, batches of 32, hashes checked. Thread safety: safe from any thread.
+ * Ownership: returned by value (its pointers are NULL). Errors: none (cannot fail).
  */
 struct vlbeit_model_params vlbeit_model_default_params(void);
 
@@ -566,6 +581,8 @@ enum vlbeit_status vlbeit_model_load(const char *bundle_dir,
  * model (e.g. a stale copy of a freed handle) is reported as `VLBEIT_ERROR_INVALID_HANDLE`
  * and not touched. Label pointers from this model become invalid.
  * Thread safety: no other thread may use the model during or after this call.
+ * Ownership: releases the handle the caller owned.
+ * Errors: `VLBEIT_ERROR_INVALID_HANDLE` (not a live model).
  */
 enum vlbeit_status vlbeit_model_free(struct vlbeit_model **model);
 
@@ -573,6 +590,7 @@ enum vlbeit_status vlbeit_model_free(struct vlbeit_model **model);
  * `*out_dim` = length of the model's image and text embeddings (floats per input).
  * Errors: `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_INVALID_HANDLE`.
  * Thread safety: safe from any thread.
+ * Ownership: the arguments are only read during the call; nothing returned needs freeing.
  */
 enum vlbeit_status vlbeit_model_embed_dim(const struct vlbeit_model *model, size_t *out_dim);
 
@@ -580,6 +598,7 @@ enum vlbeit_status vlbeit_model_embed_dim(const struct vlbeit_model *model, size
  * `*out_count` = number of labels of a `vlbeit_head` (answers or classes); 0 when the bundle
  * has no such head. Errors: `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_INVALID_HANDLE`.
  * Thread safety: safe from any thread.
+ * Ownership: the arguments are only read during the call; nothing returned needs freeing.
  */
 enum vlbeit_status vlbeit_model_label_count(const struct vlbeit_model *model,
                                             int32_t head,
@@ -601,6 +620,7 @@ enum vlbeit_status vlbeit_model_label(const struct vlbeit_model *model,
  * `out_len` (optional) receives the bytes needed, NUL included; `out == NULL` with
  * `capacity == 0` queries the length. Errors: `VLBEIT_ERROR_INVALID_HANDLE`,
  * `VLBEIT_ERROR_BUFFER_TOO_SMALL`. Thread safety: safe from any thread.
+ * Ownership: `out_text` is the caller's buffer; the library keeps no pointer to it.
  */
 enum vlbeit_status vlbeit_model_bundle_sha256(const struct vlbeit_model *model,
                                               char *out_text,
@@ -629,6 +649,7 @@ enum vlbeit_status vlbeit_embed_images(const struct vlbeit_model *model,
  * `vlbeit_embed_images` (same buffer convention). Texts longer than the text encoder's
  * maximum are truncated; an empty text is `VLBEIT_ERROR_INVALID_INPUT` naming its position.
  * Errors: as `vlbeit_embed_images`. Thread safety: safe from any thread on a shared model.
+ * Ownership: texts are only read during the call; `out_embeddings` is the caller's.
  */
 enum vlbeit_status vlbeit_embed_texts(const struct vlbeit_model *model,
                                       const char *const *texts,
@@ -642,6 +663,7 @@ enum vlbeit_status vlbeit_embed_texts(const struct vlbeit_model *model,
  * Errors: `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_INVALID_HANDLE`,
  * `VLBEIT_ERROR_INVALID_INPUT`, `VLBEIT_ERROR_IO`, `VLBEIT_ERROR_RUNTIME`.
  * Thread safety: safe from any thread on a shared model.
+ * Ownership: the arguments are only read during the call; nothing returned needs freeing.
  */
 enum vlbeit_status vlbeit_match_score(const struct vlbeit_model *model,
                                       const struct vlbeit_image *image,
@@ -670,6 +692,7 @@ enum vlbeit_status vlbeit_answer(const struct vlbeit_model *model,
  * The `top_k` most likely classes of `image` (classification head), as `vlbeit_answer`.
  * Errors: `VLBEIT_ERROR_MISSING_HEAD` (no classification head), and as `vlbeit_answer`.
  * Thread safety: safe from any thread on a shared model.
+ * Ownership: labels are owned by the model (valid until `vlbeit_model_free`); `out_classes` is the caller's.
  */
 enum vlbeit_status vlbeit_classify(const struct vlbeit_model *model,
                                    const struct vlbeit_image *image,
@@ -681,6 +704,7 @@ enum vlbeit_status vlbeit_classify(const struct vlbeit_model *model,
 /**
  * Default `vlbeit_init_params`: library search order, `VLBEIT_LOG_WARN` to stderr.
  * Thread safety: safe from any thread.
+ * Ownership: returned by value (its pointers are NULL). Errors: none (cannot fail).
  */
 struct vlbeit_init_params vlbeit_init_default_params(void);
 
@@ -705,6 +729,8 @@ enum vlbeit_status vlbeit_global_init(const struct vlbeit_init_params *params);
  * with `VLBEIT_ERROR_INVALID_STATE` while models or indexes are still live (free them first).
  * Calling it when not initialized is a no-op. ONNX Runtime stays loaded until process exit.
  * Thread safety: do not call it while other threads use the library.
+ * Ownership: the library releases its own state; handles stay the caller's.
+ * Errors: `VLBEIT_ERROR_INVALID_STATE` (live handles).
  */
 enum vlbeit_status vlbeit_global_shutdown(void);
 
@@ -712,12 +738,14 @@ enum vlbeit_status vlbeit_global_shutdown(void);
  * Sends one message through the library's log (level filter and callback). For applications
  * that want their messages in the same stream; mostly useful in tests.
  * Errors: `VLBEIT_ERROR_INVALID_ARGUMENT`. Thread safety: safe from any thread.
+ * Ownership: the arguments are only read during the call; nothing returned needs freeing.
  */
 enum vlbeit_status vlbeit_log_message(int32_t level, const char *message);
 
 /**
  * Default `vlbeit_model_params`: CPU with one thread per core, strict for GPUs, one session
  * per graph, batches of 32, hashes checked. Thread safety: safe from any thread.
+ * Ownership: returned by value (its pointers are NULL). Errors: none (cannot fail).
  */
 struct vlbeit_model_params vlbeit_model_default_params(void);
 
@@ -742,6 +770,8 @@ enum vlbeit_status vlbeit_model_load(const char *bundle_dir,
  * model (e.g. a stale copy of a freed handle) is reported as `VLBEIT_ERROR_INVALID_HANDLE`
  * and not touched. Label pointers from this model become invalid.
  * Thread safety: no other thread may use the model during or after this call.
+ * Ownership: releases the handle the caller owned.
+ * Errors: `VLBEIT_ERROR_INVALID_HANDLE` (not a live model).
  */
 enum vlbeit_status vlbeit_model_free(struct vlbeit_model **model);
 
@@ -749,6 +779,7 @@ enum vlbeit_status vlbeit_model_free(struct vlbeit_model **model);
  * `*out_dim` = length of the model's image and text embeddings (floats per input).
  * Errors: `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_INVALID_HANDLE`.
  * Thread safety: safe from any thread.
+ * Ownership: the arguments are only read during the call; nothing returned needs freeing.
  */
 enum vlbeit_status vlbeit_model_embed_dim(const struct vlbeit_model *model, size_t *out_dim);
 
@@ -756,6 +787,7 @@ enum vlbeit_status vlbeit_model_embed_dim(const struct vlbeit_model *model, size
  * `*out_count` = number of labels of a `vlbeit_head` (answers or classes); 0 when the bundle
  * has no such head. Errors: `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_INVALID_HANDLE`.
  * Thread safety: safe from any thread.
+ * Ownership: the arguments are only read during the call; nothing returned needs freeing.
  */
 enum vlbeit_status vlbeit_model_label_count(const struct vlbeit_model *model,
                                             int32_t head,
@@ -777,6 +809,7 @@ enum vlbeit_status vlbeit_model_label(const struct vlbeit_model *model,
  * `out_len` (optional) receives the bytes needed, NUL included; `out == NULL` with
  * `capacity == 0` queries the length. Errors: `VLBEIT_ERROR_INVALID_HANDLE`,
  * `VLBEIT_ERROR_BUFFER_TOO_SMALL`. Thread safety: safe from any thread.
+ * Ownership: `out_text` is the caller's buffer; the library keeps no pointer to it.
  */
 enum vlbeit_status vlbeit_model_bundle_sha256(const struct vlbeit_model *model,
                                               char *out_text,
@@ -805,6 +838,7 @@ enum vlbeit_status vlbeit_embed_images(const struct vlbeit_model *model,
  * `vlbeit_embed_images` (same buffer convention). Texts longer than the text encoder's
  * maximum are truncated; an empty text is `VLBEIT_ERROR_INVALID_INPUT` naming its position.
  * Errors: as `vlbeit_embed_images`. Thread safety: safe from any thread on a shared model.
+ * Ownership: texts are only read during the call; `out_embeddings` is the caller's.
  */
 enum vlbeit_status vlbeit_embed_texts(const struct vlbeit_model *model,
                                       const char *const *texts,
@@ -818,6 +852,7 @@ enum vlbeit_status vlbeit_embed_texts(const struct vlbeit_model *model,
  * Errors: `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_INVALID_HANDLE`,
  * `VLBEIT_ERROR_INVALID_INPUT`, `VLBEIT_ERROR_IO`, `VLBEIT_ERROR_RUNTIME`.
  * Thread safety: safe from any thread on a shared model.
+ * Ownership: the arguments are only read during the call; nothing returned needs freeing.
  */
 enum vlbeit_status vlbeit_match_score(const struct vlbeit_model *model,
                                       const struct vlbeit_image *image,
@@ -846,6 +881,7 @@ enum vlbeit_status vlbeit_answer(const struct vlbeit_model *model,
  * The `top_k` most likely classes of `image` (classification head), as `vlbeit_answer`.
  * Errors: `VLBEIT_ERROR_MISSING_HEAD` (no classification head), and as `vlbeit_answer`.
  * Thread safety: safe from any thread on a shared model.
+ * Ownership: labels are owned by the model (valid until `vlbeit_model_free`); `out_classes` is the caller's.
  */
 enum vlbeit_status vlbeit_classify(const struct vlbeit_model *model,
                                    const struct vlbeit_image *image,
@@ -870,6 +906,7 @@ enum vlbeit_status vlbeit_index_create(const struct vlbeit_model *model,
  * Nothing is added on error. Errors: `VLBEIT_ERROR_INVALID_ARGUMENT` (NULL id, length not
  * `count × dim`), `VLBEIT_ERROR_INVALID_HANDLE`, `VLBEIT_ERROR_INVALID_INPUT`.
  * Thread safety: safe from any thread; waits for running searches of this index.
+ * Ownership: entries, strings and embeddings are copied; the caller keeps its memory.
  */
 enum vlbeit_status vlbeit_index_add(struct vlbeit_index *index,
                                     const struct vlbeit_index_entry *entries,
@@ -881,6 +918,7 @@ enum vlbeit_status vlbeit_index_add(struct vlbeit_index *index,
  * `*out_count` = number of entries; `*out_dim` (optional, may be NULL) = embedding length.
  * Errors: `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_INVALID_HANDLE`.
  * Thread safety: safe from any thread.
+ * Ownership: the arguments are only read during the call; nothing returned needs freeing.
  */
 enum vlbeit_status vlbeit_index_size(const struct vlbeit_index *index,
                                      size_t *out_count,
@@ -890,6 +928,7 @@ enum vlbeit_status vlbeit_index_size(const struct vlbeit_index *index,
  * Writes the index to `path` (a temporary sibling, synced, then renamed: a crash never
  * leaves a torn file). Errors: `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_INVALID_HANDLE`,
  * `VLBEIT_ERROR_IO`. Thread safety: safe from any thread.
+ * Ownership: the arguments are only read during the call; nothing returned needs freeing.
  */
 enum vlbeit_status vlbeit_index_save(const struct vlbeit_index *index, const char *path);
 
@@ -907,6 +946,8 @@ enum vlbeit_status vlbeit_index_load(const char *path, struct vlbeit_index **out
  * a no-op, and a pointer that is not a live index is reported as
  * `VLBEIT_ERROR_INVALID_HANDLE` and not touched. Hit ids and metadata from this index become
  * invalid. Thread safety: no other thread may use the index during or after this call.
+ * Ownership: releases the handle the caller owned.
+ * Errors: `VLBEIT_ERROR_INVALID_HANDLE` (not a live index).
  */
 enum vlbeit_status vlbeit_index_free(struct vlbeit_index **index);
 

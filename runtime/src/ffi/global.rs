@@ -158,6 +158,7 @@ pub(crate) fn system_info() -> String {
 
 /// Default `vlbeit_init_params`: library search order, `VLBEIT_LOG_WARN` to stderr.
 /// Thread safety: safe from any thread.
+/// Ownership: returned by value (its pointers are NULL). Errors: none (cannot fail).
 #[unsafe(no_mangle)]
 pub extern "C" fn vlbeit_init_default_params() -> vlbeit_init_params {
     vlbeit_init_params {
@@ -226,6 +227,8 @@ pub unsafe extern "C" fn vlbeit_global_init(params: *const vlbeit_init_params) -
 /// with `VLBEIT_ERROR_INVALID_STATE` while models or indexes are still live (free them first).
 /// Calling it when not initialized is a no-op. ONNX Runtime stays loaded until process exit.
 /// Thread safety: do not call it while other threads use the library.
+/// Ownership: the library releases its own state; handles stay the caller's.
+/// Errors: `VLBEIT_ERROR_INVALID_STATE` (live handles).
 #[unsafe(no_mangle)]
 pub extern "C" fn vlbeit_global_shutdown() -> vlbeit_status {
     guard("vlbeit_global_shutdown", || {
@@ -245,6 +248,7 @@ pub extern "C" fn vlbeit_global_shutdown() -> vlbeit_status {
 /// Sends one message through the library's log (level filter and callback). For applications
 /// that want their messages in the same stream; mostly useful in tests.
 /// Errors: `VLBEIT_ERROR_INVALID_ARGUMENT`. Thread safety: safe from any thread.
+/// Ownership: the arguments are only read during the call; nothing returned needs freeing.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vlbeit_log_message(level: i32, message: *const c_char) -> vlbeit_status {
     guard("vlbeit_log_message", || {

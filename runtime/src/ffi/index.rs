@@ -147,6 +147,7 @@ pub unsafe extern "C" fn vlbeit_index_create(
 /// Nothing is added on error. Errors: `VLBEIT_ERROR_INVALID_ARGUMENT` (NULL id, length not
 /// `count × dim`), `VLBEIT_ERROR_INVALID_HANDLE`, `VLBEIT_ERROR_INVALID_INPUT`.
 /// Thread safety: safe from any thread; waits for running searches of this index.
+/// Ownership: entries, strings and embeddings are copied; the caller keeps its memory.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vlbeit_index_add(
     index: *mut vlbeit_index,
@@ -194,6 +195,7 @@ pub unsafe extern "C" fn vlbeit_index_add(
 /// `*out_count` = number of entries; `*out_dim` (optional, may be NULL) = embedding length.
 /// Errors: `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_INVALID_HANDLE`.
 /// Thread safety: safe from any thread.
+/// Ownership: the arguments are only read during the call; nothing returned needs freeing.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vlbeit_index_size(
     index: *const vlbeit_index,
@@ -217,6 +219,7 @@ pub unsafe extern "C" fn vlbeit_index_size(
 /// Writes the index to `path` (a temporary sibling, synced, then renamed: a crash never
 /// leaves a torn file). Errors: `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_INVALID_HANDLE`,
 /// `VLBEIT_ERROR_IO`. Thread safety: safe from any thread.
+/// Ownership: the arguments are only read during the call; nothing returned needs freeing.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vlbeit_index_save(
     index: *const vlbeit_index,
@@ -255,6 +258,8 @@ pub unsafe extern "C" fn vlbeit_index_load(
 /// a no-op, and a pointer that is not a live index is reported as
 /// `VLBEIT_ERROR_INVALID_HANDLE` and not touched. Hit ids and metadata from this index become
 /// invalid. Thread safety: no other thread may use the index during or after this call.
+/// Ownership: releases the handle the caller owned.
+/// Errors: `VLBEIT_ERROR_INVALID_HANDLE` (not a live index).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vlbeit_index_free(index: *mut *mut vlbeit_index) -> vlbeit_status {
     guard("vlbeit_index_free", || unsafe {

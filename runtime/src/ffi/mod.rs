@@ -375,6 +375,7 @@ pub(crate) fn c_string(text: &str) -> CString {
 ///
 /// Ownership: owned by the library; valid until the next failing call on this thread. Copy it
 /// to keep it. Thread safety: thread-local, safe from any thread. Never NULL.
+/// Errors: none (cannot fail).
 #[unsafe(no_mangle)]
 pub extern "C" fn vlbeit_last_error_message() -> *const c_char {
     LAST_ERROR.with(|last| last.borrow().as_ptr())
@@ -383,6 +384,7 @@ pub extern "C" fn vlbeit_last_error_message() -> *const c_char {
 /// The name of a status value (`"VLBEIT_ERROR_IO"`), or `"unknown status"`.
 ///
 /// Ownership: a static string. Thread safety: safe from any thread. Never NULL.
+/// Errors: none (cannot fail).
 #[unsafe(no_mangle)]
 pub extern "C" fn vlbeit_status_name(status: i32) -> *const c_char {
     let name: &'static CStr = match status {
@@ -408,6 +410,7 @@ pub extern "C" fn vlbeit_status_name(status: i32) -> *const c_char {
 
 /// `VLBEIT_ABI_VERSION` of the library actually loaded; compare it with the header's macro to
 /// detect a header/library mismatch. Thread safety: safe from any thread.
+/// Ownership: returned by value. Errors: none (cannot fail).
 #[unsafe(no_mangle)]
 pub extern "C" fn vlbeit_abi_version() -> u32 {
     VLBEIT_ABI_VERSION
@@ -416,6 +419,7 @@ pub extern "C" fn vlbeit_abi_version() -> u32 {
 /// The library's version, e.g. `"0.1.0"`.
 ///
 /// Ownership: a static string. Thread safety: safe from any thread. Never NULL.
+/// Errors: none (cannot fail).
 #[unsafe(no_mangle)]
 pub extern "C" fn vlbeit_version_string() -> *const c_char {
     const VERSION: &CStr =
@@ -432,6 +436,7 @@ pub extern "C" fn vlbeit_version_string() -> *const c_char {
 /// Writes the NUL-terminated text into `out` (`capacity` bytes); `out_len` (optional) receives
 /// the bytes needed, NUL included. `out == NULL` with `capacity == 0` queries the length.
 /// Errors: `VLBEIT_ERROR_BUFFER_TOO_SMALL`. Thread safety: safe from any thread.
+/// Ownership: `out` is the caller's buffer; the library keeps no pointer to it.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vlbeit_system_info(
     out: *mut c_char,

@@ -266,6 +266,7 @@ fn options_from(params: &vlbeit_model_params) -> FfiResult<ModelOptions> {
 
 /// Default `vlbeit_model_params`: CPU with one thread per core, strict for GPUs, one session
 /// per graph, batches of 32, hashes checked. Thread safety: safe from any thread.
+/// Ownership: returned by value (its pointers are NULL). Errors: none (cannot fail).
 #[unsafe(no_mangle)]
 pub extern "C" fn vlbeit_model_default_params() -> vlbeit_model_params {
     vlbeit_model_params {
@@ -353,6 +354,8 @@ pub unsafe extern "C" fn vlbeit_model_load(
 /// model (e.g. a stale copy of a freed handle) is reported as `VLBEIT_ERROR_INVALID_HANDLE`
 /// and not touched. Label pointers from this model become invalid.
 /// Thread safety: no other thread may use the model during or after this call.
+/// Ownership: releases the handle the caller owned.
+/// Errors: `VLBEIT_ERROR_INVALID_HANDLE` (not a live model).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vlbeit_model_free(model: *mut *mut vlbeit_model) -> vlbeit_status {
     guard("vlbeit_model_free", || unsafe {
@@ -364,6 +367,7 @@ pub unsafe extern "C" fn vlbeit_model_free(model: *mut *mut vlbeit_model) -> vlb
 /// `*out_dim` = length of the model's image and text embeddings (floats per input).
 /// Errors: `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_INVALID_HANDLE`.
 /// Thread safety: safe from any thread.
+/// Ownership: the arguments are only read during the call; nothing returned needs freeing.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vlbeit_model_embed_dim(
     model: *const vlbeit_model,
@@ -380,6 +384,7 @@ pub unsafe extern "C" fn vlbeit_model_embed_dim(
 /// `*out_count` = number of labels of a `vlbeit_head` (answers or classes); 0 when the bundle
 /// has no such head. Errors: `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_INVALID_HANDLE`.
 /// Thread safety: safe from any thread.
+/// Ownership: the arguments are only read during the call; nothing returned needs freeing.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vlbeit_model_label_count(
     model: *const vlbeit_model,
@@ -425,6 +430,7 @@ pub unsafe extern "C" fn vlbeit_model_label(
 /// `out_len` (optional) receives the bytes needed, NUL included; `out == NULL` with
 /// `capacity == 0` queries the length. Errors: `VLBEIT_ERROR_INVALID_HANDLE`,
 /// `VLBEIT_ERROR_BUFFER_TOO_SMALL`. Thread safety: safe from any thread.
+/// Ownership: `out_text` is the caller's buffer; the library keeps no pointer to it.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vlbeit_model_bundle_sha256(
     model: *const vlbeit_model,
@@ -484,6 +490,7 @@ pub unsafe extern "C" fn vlbeit_embed_images(
 /// `vlbeit_embed_images` (same buffer convention). Texts longer than the text encoder's
 /// maximum are truncated; an empty text is `VLBEIT_ERROR_INVALID_INPUT` naming its position.
 /// Errors: as `vlbeit_embed_images`. Thread safety: safe from any thread on a shared model.
+/// Ownership: texts are only read during the call; `out_embeddings` is the caller's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vlbeit_embed_texts(
     model: *const vlbeit_model,
@@ -520,6 +527,7 @@ pub unsafe extern "C" fn vlbeit_embed_texts(
 /// Errors: `VLBEIT_ERROR_INVALID_ARGUMENT`, `VLBEIT_ERROR_INVALID_HANDLE`,
 /// `VLBEIT_ERROR_INVALID_INPUT`, `VLBEIT_ERROR_IO`, `VLBEIT_ERROR_RUNTIME`.
 /// Thread safety: safe from any thread on a shared model.
+/// Ownership: the arguments are only read during the call; nothing returned needs freeing.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vlbeit_match_score(
     model: *const vlbeit_model,
@@ -580,6 +588,7 @@ pub unsafe extern "C" fn vlbeit_answer(
 /// The `top_k` most likely classes of `image` (classification head), as `vlbeit_answer`.
 /// Errors: `VLBEIT_ERROR_MISSING_HEAD` (no classification head), and as `vlbeit_answer`.
 /// Thread safety: safe from any thread on a shared model.
+/// Ownership: labels are owned by the model (valid until `vlbeit_model_free`); `out_classes` is the caller's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vlbeit_classify(
     model: *const vlbeit_model,

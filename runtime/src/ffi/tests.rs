@@ -26,6 +26,18 @@ fn header_is_fresh() {
         .generate()
         .expect("cbindgen parses runtime/src/ffi")
         .write(&mut generated);
+    let text = String::from_utf8(generated.clone()).unwrap();
+    let declarations = text.split("extern \"C\" {").nth(1).unwrap();
+    for item in declarations.split("/**").skip(1) {
+        let (doc, declaration) = item.split_once("*/").unwrap();
+        let name = declaration.split('(').next().unwrap().trim();
+        for needed in ["Ownership", "Thread safety", "Errors"] {
+            assert!(
+                doc.contains(needed),
+                "the comment of {name} does not state {needed}"
+            );
+        }
+    }
     let header = repo_root().join("include/vlbeit.h");
     let committed = std::fs::read(&header).unwrap_or_default();
     if committed == generated {
