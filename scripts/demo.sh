@@ -21,7 +21,8 @@ step "set-up"
 scripts/setup.sh
 
 step "build (release)"
-cargo build --release --locked --bins
+# One build for the binaries and the report example (one feature resolution, no second build).
+cargo build --release --locked --bins --example demo_report
 train=target/release/vlbeit-train
 
 step "synthetic scenes -> $out/scenes"
@@ -60,7 +61,6 @@ done
 "$export_bin" --checkpoint "$out/pretrain/checkpoint" --out "$out/bundle" --verify --force >/dev/null
 
 step "serve: index the test split, search with and without rerank, answer questions -> $out/report"
-cargo build --release --locked -p vlbeit --example demo_report
 target/release/examples/demo_report --bundle "$out/bundle-retrieval" --vqa-bundle "$out/bundle-vqa" \
     --scenes "$out/scenes" --split test --out "$out/report"
 

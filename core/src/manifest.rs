@@ -117,6 +117,10 @@ pub struct ParityReport {
     pub outputs: Vec<OutputParity>,
 }
 
+fn default_attention() -> String {
+    "standard".to_owned()
+}
+
 fn default_provider() -> String {
     "cpu".to_owned()
 }
@@ -156,6 +160,11 @@ pub struct Manifest {
     pub heads: HeadLabels,
     /// `fp32` or `fp16` (weights and activations; inputs and outputs are f32 in both).
     pub precision: String,
+    /// How the blocks' attention is written: `standard` (opset-17 operators; TensorRT parses it)
+    /// or `ort` (`com.microsoft.Attention`, ONNX Runtime's fused kernel; TensorRT hands those
+    /// nodes to CUDA). Absent in bundles of the first exporter: `standard`.
+    #[serde(default = "default_attention")]
+    pub attention: String,
     /// Graph file name → entry.
     pub graphs: BTreeMap<String, GraphEntry>,
     pub source_checkpoint: SourceCheckpoint,
@@ -224,6 +233,12 @@ impl Manifest {
             return Err(invalid(
                 "precision",
                 format!("{:?} is neither \"fp32\" nor \"fp16\"", self.precision),
+            ));
+        }
+        if self.attention != "standard" && self.attention != "ort" {
+            return Err(invalid(
+                "attention",
+                format!("{:?} is neither \"standard\" nor \"ort\"", self.attention),
             ));
         }
         if self.pair_max_len < 3 || self.pair_max_len > self.model.max_text_len {

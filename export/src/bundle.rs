@@ -180,7 +180,7 @@ pub fn export_bundle(
         &sections,
         &export,
         parity.as_ref(),
-        options.export.precision,
+        &options.export,
     )?;
     let manifest_path = tmp_path.join(MANIFEST);
     std::fs::write(&manifest_path, manifest.to_json()).map_err(io(&manifest_path))?;
@@ -277,8 +277,9 @@ fn manifest(
     sections: &ConfigSections,
     export: &ExportReport,
     parity: Option<&ParityReport>,
-    precision: crate::Precision,
+    export_options: &crate::ExportOptions,
 ) -> Result<Manifest, ExportError> {
+    let precision = export_options.precision;
     let files = file_hashes(bundle)?;
     let mut graphs = BTreeMap::new();
     for (graph, signature) in export.graphs.iter().zip(&export.signatures) {
@@ -310,6 +311,7 @@ fn manifest(
         pair_max_len: sections.pair_max_len,
         heads: sections.heads.clone(),
         precision: precision.as_str().to_owned(),
+        attention: export_options.attention.as_str().to_owned(),
         graphs,
         source_checkpoint: SourceCheckpoint {
             model_sha256: sha256_file(&checkpoint_dir.join("model.safetensors"))?,

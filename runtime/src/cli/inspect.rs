@@ -71,8 +71,8 @@ pub fn info(ctx: &Ctx, dir: &Path) -> anyhow::Result<ExitCode> {
         c.embed_dim
     );
     println!(
-        "  precision {}, text max_len {}, pair max_len {}",
-        m.precision, m.tokenizer.max_len, m.pair_max_len
+        "  precision {}, attention {}, text max_len {}, pair max_len {}",
+        m.precision, m.attention, m.tokenizer.max_len, m.pair_max_len
     );
     if let Some(answers) = &m.heads.answers {
         println!("  VQA head: {} answers", answers.len());
