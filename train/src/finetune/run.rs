@@ -424,3 +424,42 @@ pub(crate) fn save_finetuned(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_sampler_gives_distinct_units_and_covers_each_epoch() {
+        let mut s = EpochSampler::new(10, 4);
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let batch = s.next(4);
+            let mut sorted = batch.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), 4, "{batch:?}");
+            seen.extend(batch);
+        }
+        // the first 8 draws are the first epoch's first 8 units: no repeats
+        let mut first: Vec<usize> = seen[..8].to_vec();
+        first.sort_unstable();
+        first.dedup();
+        assert_eq!(first.len(), 8);
+        // a batch larger than the data set is the whole set
+        assert_eq!(EpochSampler::new(3, 0).next(8).len(), 3);
+        // seeded: the same seed draws the same batches
+        assert_eq!(EpochSampler::new(10, 4).next(4), seen[..4].to_vec());
+    }
+
+    #[test]
+    fn resolution_change_scales_the_resize_margin() {
+        let init = PreprocessConfig {
+            resize: 72,
+            ..PreprocessConfig::for_image_size(64)
+        };
+        let p = preprocess_at(&init, 96);
+        assert_eq!((p.image_size, p.resize), (96, 108));
+        assert_eq!(p.mean, init.mean);
+    }
+}
