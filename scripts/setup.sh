@@ -10,6 +10,8 @@
 # Environment:
 #   VLBEIT_CACHE_DIR  where venvs are kept (default: ${XDG_CACHE_HOME:-~/.cache}/vlbeit)
 #   VLBEIT_PYTHON     the interpreter to build the venv from (default: python3)
+# Arguments:
+#   --c-tools         also make sure cc, c++, make, pkg-config and valgrind are there (tests)
 set -euo pipefail
 
 TORCH_VERSION=2.13.0
@@ -27,6 +29,22 @@ die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 command -v "$python" >/dev/null || die "no Python interpreter '$python' (set VLBEIT_PYTHON)"
 pyver=$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
 command -v cargo >/dev/null || die "no cargo on PATH: install Rust (rustup) first"
+
+# With --c-tools (the test command): the C ABI's tests build C/C++ programs with pkg-config and
+# run them under valgrind; install what is missing (as root, from Debian) or say what to install.
+missing=()
+[[ "${1:-}" == "--c-tools" ]] && for tool in cc c++ make pkg-config valgrind; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if (( ${#missing[@]} )); then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        say "installing the C toolchain for the C ABI tests (missing: ${missing[*]})"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential pkg-config valgrind >/dev/null
+    else
+        die "missing ${missing[*]} (needed by the C ABI tests): install build-essential, pkg-config and valgrind"
+    fi
+fi
 
 venv="$cache/venv-py$pyver-torch$TORCH_VERSION-ort$ORT_VERSION-onnx$ONNX_VERSION-tritonclient$TRITONCLIENT_VERSION"
 stamp="$venv/vlbeit/complete"

@@ -8,7 +8,7 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 t0=$(date +%s)
 
 step "set-up"
-scripts/setup.sh
+scripts/setup.sh --c-tools
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -14,23 +14,24 @@ use vlbeit::{
 use vlbeit_export::max_abs_and_cosine;
 
 struct Fixture {
-    _dir: tempfile::TempDir,
     root: PathBuf,
     bundle: PathBuf,
 }
 
+/// Built once per run in `target/<profile>/runtime-test` (emptied first): a static is never
+/// dropped, so a temp dir would be left behind at every run.
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         tch::set_num_threads(1);
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_owned();
-        let (_, bundle) = vlbeit_tests::verified_bundle(&root);
-        Fixture {
-            _dir: dir,
-            root,
-            bundle,
+        let exe = std::env::current_exe().unwrap();
+        let root = exe.parent().unwrap().parent().unwrap().join("runtime-test");
+        if root.exists() {
+            std::fs::remove_dir_all(&root).unwrap();
         }
+        std::fs::create_dir_all(&root).unwrap();
+        let (_, bundle) = vlbeit_tests::verified_bundle(&root);
+        Fixture { root, bundle }
     })
 }
 
