@@ -238,16 +238,11 @@ mod tests {
         assert_eq!(golden["itm_logits"].size(), [4, 2]);
         assert!(args.out.join("golden/image_2.png").exists());
 
-        // Same seed, same weights; an existing checkpoint is kept without --force.
+        // An existing checkpoint is kept without --force. (Same seed, same weights is tested in
+        // train/tests/init_cli.rs, one process per run: libtorch's generator is process-wide and
+        // the other unit tests of this binary draw from it in parallel.)
         let err = init(&args).unwrap_err().to_string();
         assert!(err.contains("--force"), "{err}");
-        let again = InitArgs {
-            out: dir.path().join("again"),
-            ..args
-        };
-        init(&again).unwrap();
-        let read = |p: &Path| std::fs::read(p.join("model.safetensors")).unwrap();
-        assert!(read(&again.out) == read(&dir.path().join("ckpt")));
     }
 
     #[test]
