@@ -13,6 +13,17 @@ use vlbeit_train::model::{VlBeit, load_weights};
 use vlbeit_train::pretrain::{PretrainConfig, PretrainError, pretrain};
 use vlbeit_train::visual_tokenizer::{VisualTokenizer, VisualTokenizerConfig};
 
+/// libtorch's random generator is process-wide and the tests of a binary run in parallel: the
+/// tests that train take this lock, or one test's draws (drop path, masks re-seeded per step)
+/// would shift another's, and the resume test compares weights bit for bit.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    TRAINING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 struct Fixture {
     _dir: tempfile::TempDir,
     root: PathBuf,
@@ -104,6 +115,7 @@ fn weights(checkpoint: &Path) -> Vec<(String, Tensor)> {
 
 #[test]
 fn resume_gives_the_same_weights_as_an_uninterrupted_run() {
+    let _serial = serial();
     let f = fixture();
     let straight = pretrain(&config(&f, "straight")).unwrap();
     assert_eq!((straight.step, straight.steps_run), (4, 4));
@@ -142,6 +154,7 @@ fn resume_gives_the_same_weights_as_an_uninterrupted_run() {
 
 #[test]
 fn a_checkpoint_reloads_and_reproduces_its_golden_outputs() {
+    let _serial = serial();
     let f = fixture();
     let outcome = pretrain(&config(&f, "run")).unwrap();
     let dir = &outcome.checkpoint;
@@ -200,6 +213,7 @@ fn a_checkpoint_reloads_and_reproduces_its_golden_outputs() {
 
 #[test]
 fn a_tokenizer_that_does_not_fit_the_config_fails_before_training() {
+    let _serial = serial();
     let f = fixture();
     let mut c = config(&f, "bad");
     c.model.vocab_size += 1;
@@ -220,6 +234,7 @@ fn a_tokenizer_that_does_not_fit_the_config_fails_before_training() {
 
 #[test]
 fn a_diverging_run_stops_with_its_step_and_keeps_the_last_good_checkpoint() {
+    let _serial = serial();
     let f = fixture();
     let mut c = config(&f, "diverge");
     c.steps = 1;
