@@ -111,7 +111,8 @@ impl Error {
         move |source| Self::Io { path, source }
     }
 
-    pub(crate) fn ort(graph: &str) -> impl FnOnce(ort::Error) -> Self + '_ {
+    /// ONNX Runtime's error (of a run or of a session builder) for `graph`.
+    pub(crate) fn ort<R>(graph: &str) -> impl FnOnce(ort::Error<R>) -> Self + '_ {
         move |e| Self::Ort {
             graph: graph.to_owned(),
             reason: e.to_string(),

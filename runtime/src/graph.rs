@@ -191,16 +191,14 @@ fn run_session(
 }
 
 fn new_builder(runtime: &Runtime, graph: &str, threads: usize) -> Result<SessionBuilder> {
-    let ort_err = |e: ort::Error<SessionBuilder>| Error::Ort {
-        graph: graph.to_owned(),
-        reason: e.to_string(),
-    };
     let mut builder = Session::builder(runtime.environment())
         .map_err(Error::ort(graph))?
         .with_optimization_level(GraphOptimizationLevel::All)
-        .map_err(ort_err)?;
+        .map_err(Error::ort(graph))?;
     if threads > 0 {
-        builder = builder.with_intra_threads(threads).map_err(ort_err)?;
+        builder = builder
+            .with_intra_threads(threads)
+            .map_err(Error::ort(graph))?;
     }
     Ok(builder)
 }
@@ -250,20 +248,14 @@ pub(crate) fn build_session(
     }
     let mut builder = builder
         .with_prepacked_weights(prepacked)
-        .map_err(|e| Error::Ort {
-            graph: graph.to_owned(),
-            reason: e.to_string(),
-        })?;
+        .map_err(Error::ort(graph))?;
     let session = match source {
         GraphSource::File(path) => builder.commit_from_file(path),
         GraphSource::Memory { model, data } => {
             if let Some((file, bytes)) = data {
                 builder = builder
                     .with_external_initializer_file_in_memory(file, bytes.clone())
-                    .map_err(|e| Error::Ort {
-                        graph: graph.to_owned(),
-                        reason: e.to_string(),
-                    })?;
+                    .map_err(Error::ort(graph))?;
             }
             builder.commit_from_memory(model)
         }
@@ -347,7 +339,7 @@ fn gpu_providers(
                 .with_profile_max_shapes(&max);
             let mut cache = None;
             if let Some(root) = &options.engine_cache_dir {
-                let stack = GpuStack::probe();
+                let stack = GpuStack::cached();
                 let gpu = stack
                     .gpus
                     .get(options.device.max(0) as usize)

@@ -342,10 +342,13 @@ fn short(sha: &str) -> &str {
 }
 
 /// Indices of the `k` largest scores, descending; ties by lower index first.
-fn top_k(scores: &[f32], k: usize) -> Vec<Neighbor> {
+pub(crate) fn top_k(scores: &[f32], k: usize) -> Vec<Neighbor> {
     let better = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
     let mut order: Vec<usize> = (0..scores.len()).collect();
     let k = k.min(order.len());
+    if k == 0 {
+        return Vec::new();
+    }
     if k < order.len() {
         order.select_nth_unstable_by(k - 1, better);
         order.truncate(k);

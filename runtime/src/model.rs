@@ -636,17 +636,14 @@ fn sigmoid(x: f32) -> f32 {
     (1.0 / (1.0 + f64::from(-x).exp())) as f32
 }
 
-/// The `k` highest scores, descending; ties keep label order.
+/// The `k` highest scores, descending; ties keep label order (the index's selection).
 fn top(scores: &[f32], labels: &[String], k: usize) -> Vec<Scored> {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-    order
+    crate::index::top_k(scores, k)
         .into_iter()
-        .take(k)
-        .map(|index| Scored {
-            index,
-            label: labels[index].clone(),
-            score: scores[index],
+        .map(|n| Scored {
+            index: n.entry,
+            label: labels[n.entry].clone(),
+            score: n.score,
         })
         .collect()
 }

@@ -225,6 +225,13 @@ pub struct GpuStack {
 }
 
 impl GpuStack {
+    /// [`GpuStack::probe`] once per process: the driver, GPUs and TensorRT do not change while
+    /// it runs, and every TensorRT session (a pool creates several) needs them for its cache key.
+    pub fn cached() -> &'static Self {
+        static STACK: std::sync::OnceLock<GpuStack> = std::sync::OnceLock::new();
+        STACK.get_or_init(Self::probe)
+    }
+
     /// Probes `libcuda.so.1` and `libnvinfer.so.{10,8}` through the system loader.
     pub fn probe() -> Self {
         let (cuda_driver, gpus) = match probe_cuda() {

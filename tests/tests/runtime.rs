@@ -47,21 +47,70 @@ fn cpu1() -> ModelOptions {
     ModelOptions::default().with_provider(ExecutionProvider::Cpu { threads: 1 })
 }
 
-/// A golden tensor as f32 values.
-fn golden(name: &str) -> Vec<f32> {
-    let bytes = std::fs::read(fixture().bundle.join("golden/outputs.safetensors")).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    file.tensor(name)
-        .unwrap()
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+/// `golden/` of a bundle: the raw inputs the trainer recorded and its outputs for them.
+struct Golden {
+    /// Image files, in output row order.
+    files: Vec<PathBuf>,
+    texts: Vec<String>,
+    /// `(image, text)` indices per fusion output row.
+    pairs: Vec<(usize, usize)>,
+    outputs: Vec<u8>,
 }
 
-fn golden_inputs() -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(fixture().bundle.join("golden/inputs.json")).unwrap())
-        .unwrap()
+impl Golden {
+    fn read(bundle: &Path) -> Self {
+        let dir = bundle.join("golden");
+        let inputs: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("inputs.json")).unwrap()).unwrap();
+        let strings = |key: &str| -> Vec<String> {
+            inputs[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect()
+        };
+        Self {
+            files: strings("images").iter().map(|f| dir.join(f)).collect(),
+            texts: strings("texts"),
+            pairs: inputs["pairs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    (
+                        p[0].as_u64().unwrap() as usize,
+                        p[1].as_u64().unwrap() as usize,
+                    )
+                })
+                .collect(),
+            outputs: std::fs::read(dir.join("outputs.safetensors")).unwrap(),
+        }
+    }
+
+    /// The golden pairs as requests: (image file, text).
+    fn pair_requests(&self) -> Vec<(ImageSource<'_>, &str)> {
+        self.pairs
+            .iter()
+            .map(|&(i, t)| {
+                (
+                    ImageSource::Path(self.files[i].as_path()),
+                    self.texts[t].as_str(),
+                )
+            })
+            .collect()
+    }
+
+    /// A golden tensor as f32 values.
+    fn tensor(&self, name: &str) -> Vec<f32> {
+        let file = safetensors::SafeTensors::deserialize(&self.outputs).unwrap();
+        file.tensor(name)
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
 }
 
 fn assert_close(what: &str, got: &[f32], want: &[f32]) {
@@ -107,20 +156,14 @@ fn verify_replays_the_golden_set_within_fp32_tolerance() {
 #[test]
 fn embeddings_and_match_scores_from_raw_inputs_match_the_trainer() {
     let model = model(cpu1());
-    let inputs = golden_inputs();
-    let golden_dir = fixture().bundle.join("golden");
-    let files: Vec<PathBuf> = inputs["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| golden_dir.join(f.as_str().unwrap()))
-        .collect();
+    let golden = Golden::read(&fixture().bundle);
+    let files = &golden.files;
     let sources: Vec<ImageSource<'_>> = files.iter().map(|p| ImageSource::Path(p)).collect();
     let images = model.embed_images(&sources).unwrap();
     assert_close(
         "image_embeds from PNG files",
         &images.data,
-        &golden("image_embeds"),
+        &golden.tensor("image_embeds"),
     );
 
     // Same images as bytes, split into batches of 2 (pipelined preprocessing).
@@ -130,33 +173,16 @@ fn embeddings_and_match_scores_from_raw_inputs_match_the_trainer() {
     let again = batched.embed_images(&encoded).unwrap();
     assert_close("image_embeds in batches of 2", &again.data, &images.data);
 
-    let texts: Vec<String> = inputs["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap().to_owned())
-        .collect();
-    let text = model.embed_texts(&texts).unwrap();
+    let text = model.embed_texts(&golden.texts).unwrap();
     assert_close(
         "text_embeds from strings",
         &text.data,
-        &golden("text_embeds"),
+        &golden.tensor("text_embeds"),
     );
 
-    let pairs: Vec<(ImageSource<'_>, &str)> = inputs["pairs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let (i, t) = (
-                p[0].as_u64().unwrap() as usize,
-                p[1].as_u64().unwrap() as usize,
-            );
-            (ImageSource::Path(files[i].as_path()), texts[t].as_str())
-        })
-        .collect();
+    let pairs = golden.pair_requests();
     let scores = model.match_scores(&pairs).unwrap();
-    let logits = golden("itm_logits");
+    let logits = golden.tensor("itm_logits");
     let want: Vec<f32> = logits
         .chunks_exact(2)
         .map(|l| {
@@ -647,43 +673,11 @@ fn fine_tuned_vqa_and_classification_heads_answer_from_raw_inputs() {
 
     // answer() on the golden pairs, all answers ranked, equals sigmoid(golden vqa_logits).
     let answers = model.manifest().heads.answers.clone().unwrap();
-    let inputs: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("golden/inputs.json")).unwrap()).unwrap();
-    let golden_dir = bundle.join("golden");
-    let files: Vec<PathBuf> = inputs["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| golden_dir.join(f.as_str().unwrap()))
-        .collect();
-    let texts: Vec<&str> = inputs["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap())
-        .collect();
-    let pairs: Vec<(ImageSource<'_>, &str)> = inputs["pairs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let (i, t) = (
-                p[0].as_u64().unwrap() as usize,
-                p[1].as_u64().unwrap() as usize,
-            );
-            (ImageSource::Path(files[i].as_path()), texts[t])
-        })
-        .collect();
-    let ranked = model.answer_batch(&pairs, answers.len()).unwrap();
-    let bytes = std::fs::read(golden_dir.join("outputs.safetensors")).unwrap();
-    let golden = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let logits: Vec<f32> = golden
-        .tensor("vqa_logits")
-        .unwrap()
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let golden = Golden::read(&bundle);
+    let ranked = model
+        .answer_batch(&golden.pair_requests(), answers.len())
+        .unwrap();
+    let logits = golden.tensor("vqa_logits");
     for (row, ranked) in logits.chunks_exact(answers.len()).zip(&ranked) {
         assert_eq!(ranked.len(), answers.len());
         assert!(ranked.windows(2).all(|w| w[0].score >= w[1].score));
@@ -700,7 +694,7 @@ fn fine_tuned_vqa_and_classification_heads_answer_from_raw_inputs() {
     }
     let top3 = model
         .answer(
-            ImageSource::Path(&files[0]),
+            ImageSource::Path(&golden.files[0]),
             "what colour is the circle?",
             3,
         )
@@ -712,7 +706,7 @@ fn fine_tuned_vqa_and_classification_heads_answer_from_raw_inputs() {
     assert!(vlbeit::verify::verify(&model).unwrap().passed);
     let classes = model.manifest().heads.classes.clone().unwrap();
     let all = model
-        .classify(ImageSource::Path(&files[0]), classes.len())
+        .classify(ImageSource::Path(&golden.files[0]), classes.len())
         .unwrap();
     let total: f32 = all.iter().map(|s| s.score).sum();
     assert!((total - 1.0).abs() < 1e-4, "softmax sums to {total}");
