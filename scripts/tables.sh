@@ -49,5 +49,5 @@ step "tables -> $out (seeds $seeds)"
     --pretrain-steps 150 --finetune-steps 100 --eval-limit 200
 mkdir -p docs/results
 cp "$out/results.md" docs/results.md
-cp "$out"/results/*.svg docs/results/
+cp "$out"/results/*.png docs/results/
 step "wrote docs/results.md"

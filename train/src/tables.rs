@@ -2,7 +2,8 @@
 //! (full MLM + MIM + MVLM, the task ablations, image-only BEiT, the standard Transformer, and no
 //! pretraining) is pretrained and fine-tuned with the same step budget for each seed, evaluated
 //! on the val and the held-out compositional split, and summarized as mean ± std over seeds in
-//! `results.md` with the loss curves and ablation bars (SVG, in `results/`).
+//! `results.md` with plots (PNG, in `results/`): the pretraining and fine-tuning loss curves and
+//! the ablation bars.
 //!
 //! Every finished run is kept under `out/` and reused, so an interrupted run continues.
 
@@ -19,7 +20,7 @@ use vlbeit_core::config::{ModelConfig, Variant};
 use crate::finetune::{
     DataFormat, FinetuneConfig, FinetunedModel, Task, evaluate_task, finetune, load_task_data,
 };
-use crate::plot::{Series, line_chart};
+use crate::plot::{Bar, BarGroup, Series, bar_chart, line_chart, save_png};
 use crate::pretrain::{PretrainConfig, Tasks, pretrain};
 
 /// What to run.
@@ -450,8 +451,11 @@ fn render(config: &TablesConfig, r: &Results, seconds: f64) -> String {
     table(&mut o, r, &["full", "standard"], &t5);
 
     let _ = writeln!(o, "## Plots\n");
-    let _ = writeln!(o, "![pretraining loss](results/pretrain_loss.svg)\n");
-    let _ = writeln!(o, "![ablation](results/ablation.svg)\n");
+    let _ = writeln!(o, "![pretraining loss](results/pretrain_loss.png)\n");
+    if config.out.join("results/finetune_loss.png").exists() {
+        let _ = writeln!(o, "![fine-tuning loss](results/finetune_loss.png)\n");
+    }
+    let _ = writeln!(o, "![ablation](results/ablation.png)\n");
 
     let _ = writeln!(o, "## The seed's orderings, checked\n");
     for line in [
@@ -481,109 +485,124 @@ fn render(config: &TablesConfig, r: &Results, seconds: f64) -> String {
     o
 }
 
-/// Pretraining loss curves of the first seed, and the Table 4/5 VQA bars.
-fn write_plots(config: &TablesConfig) -> anyhow::Result<()> {
-    let seed = config.seeds[0];
-    let mut series = Vec::new();
-    let mut names = Vec::new();
-    for v in VARIANTS.iter().filter(|v| v.tasks.is_some()) {
-        let path = config
-            .out
-            .join(format!("pretrain-{}-s{seed}/metrics.jsonl", v.name));
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        let points: Vec<(f64, f64)> = text
-            .lines()
+/// `(step, training loss)` of every training line of a run's `metrics.jsonl`; `None` when the
+/// file is missing.
+fn loss_curve(path: &Path) -> Option<Vec<(f64, f64)>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(
+        text.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter_map(|v| Some((v["step"].as_f64()?, v["train"]["loss"].as_f64()?)))
-            .collect();
-        names.push(v.label);
-        series.push(points);
-    }
-    let series: Vec<Series<'_>> = names
-        .iter()
-        .zip(series)
-        .map(|(name, points)| Series { name, points })
-        .collect();
+            .collect(),
+    )
+}
+
+/// The ablation bars: per Table 4/5 variant, the vision-language metrics (val) as mean ± std.
+const ABLATION_VARIANTS: [&str; 4] = ["mvlm", "mvlm_mim", "full", "standard"];
+const ABLATION_METRICS: [(&str, &str, &str); 4] = [
+    ("VQA score (val)", "vqa", "vqa_score"),
+    ("NLVR2 accuracy (val)", "nlvr2", "accuracy"),
+    ("TR R@1 (val)", "retrieval", "tr_r1"),
+    ("IR R@1 (val)", "retrieval", "ir_r1"),
+];
+
+/// PNG plots in `out/results/`: the pretraining loss curves of every pretrained variant and the
+/// fine-tuning loss curves of the full model's tasks (first seed), and the Table 4/5 ablation
+/// bars over seeds.
+fn write_plots(config: &TablesConfig) -> anyhow::Result<()> {
+    let seed = config.seeds[0];
     let plots = config.out.join("results");
-    std::fs::create_dir_all(&plots)?;
-    std::fs::write(
-        plots.join("pretrain_loss.svg"),
-        line_chart(
-            "pretraining loss (sum of the variant's tasks)",
+    std::fs::create_dir_all(&plots).with_context(|| format!("creating {}", plots.display()))?;
+
+    let series: Vec<Series<'_>> = VARIANTS
+        .iter()
+        .filter(|v| v.tasks.is_some())
+        .filter_map(|v| {
+            let path = config
+                .out
+                .join(format!("pretrain-{}-s{seed}/metrics.jsonl", v.name));
+            Some(Series {
+                name: v.label,
+                points: loss_curve(&path)?,
+            })
+        })
+        .collect();
+    save_png(
+        &line_chart(
+            &format!("pretraining loss (sum of the variant's tasks), seed {seed}"),
             "step",
             "loss",
             &series,
         ),
+        &plots.join("pretrain_loss.png"),
     )?;
-    let results: Results =
-        serde_json::from_str(&std::fs::read_to_string(config.out.join("results.json"))?)?;
-    let bars: Vec<(String, f64, f64)> = ["mvlm", "mvlm_mim", "full", "standard"]
+
+    let full = VARIANTS.iter().find(|v| v.name == "full").expect("full");
+    let series: Vec<Series<'_>> = full
+        .finetune
         .iter()
-        .map(|v| {
-            let (m, s) = mean_std(get(&results, v, "vqa", "val", "vqa_score"));
-            (label(v).to_string(), m, s)
+        .filter_map(|task| {
+            let path = config.out.join(format!(
+                "finetune-{}-{}-s{seed}/metrics.jsonl",
+                full.name,
+                task.name()
+            ));
+            Some(Series {
+                name: task.name(),
+                points: loss_curve(&path)?,
+            })
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    let finetune_png = plots.join("finetune_loss.png");
+    if series.is_empty() {
+        let _ = std::fs::remove_file(&finetune_png);
+    } else {
+        save_png(
+            &line_chart(
+                &format!("fine-tuning loss of {}, seed {seed}", full.label),
+                "step",
+                "loss",
+                &series,
+            ),
+            &finetune_png,
+        )?;
+    }
+
+    let path = config.out.join("results.json");
+    let results: Results = serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", path.display()))?;
+    let groups: Vec<BarGroup<'_>> = ABLATION_VARIANTS
+        .iter()
+        .map(|&v| BarGroup {
+            label: label(v),
+            bars: ABLATION_METRICS
+                .iter()
+                .map(|&(name, task, metric)| {
+                    let (mean, std) = mean_std(get(&results, v, task, "val", metric));
+                    Bar {
+                        series: name,
+                        mean,
+                        std,
+                    }
+                })
+                .collect(),
         })
         .collect();
-    std::fs::write(
-        plots.join("ablation.svg"),
-        bar_chart("VQA score (val) by pretraining", &bars),
+    save_png(
+        &bar_chart(
+            &format!(
+                "pretraining ablation: mean +/- std over {} seed(s)",
+                config.seeds.len()
+            ),
+            "percent",
+            &groups,
+        ),
+        &plots.join("ablation.png"),
     )?;
     Ok(())
-}
-
-/// A vertical bar chart with error bars (mean ± std), as SVG.
-fn bar_chart(title: &str, bars: &[(String, f64, f64)]) -> String {
-    let (w, h, left, bottom, top) = (720.0, 420.0, 60.0, 120.0, 40.0);
-    let max = bars
-        .iter()
-        .map(|(_, m, s)| if (m + s).is_finite() { m + s } else { 0.0 })
-        .fold(1e-9, f64::max);
-    let plot_h = h - bottom - top;
-    let slot = (w - left - 20.0) / bars.len().max(1) as f64;
-    let y = |v: f64| top + plot_h * (1.0 - v / max);
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\
-         <text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{title}</text>\
-         <line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>",
-        w / 2.0,
-        h - bottom
-    );
-    for k in 0..=4 {
-        let v = max * f64::from(k) / 4.0;
-        let _ = write!(
-            s,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{v:.1}</text>",
-            left - 6.0,
-            y(v) + 4.0
-        );
-    }
-    for (i, (name, m, sd)) in bars.iter().enumerate() {
-        let m = if m.is_finite() { *m } else { 0.0 };
-        let sd = if sd.is_finite() { *sd } else { 0.0 };
-        let x = left + slot * i as f64 + slot * 0.2;
-        let bw = slot * 0.6;
-        let _ = write!(
-            s,
-            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{bw:.1}\" height=\"{:.1}\" fill=\"#1f77b4\"/>\
-             <line x1=\"{cx:.1}\" y1=\"{:.1}\" x2=\"{cx:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\
-             <text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{m:.1}</text>\
-             <text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"end\" transform=\"rotate(-30 {cx:.1} {:.1})\">{}</text>",
-            y(m),
-            y(0.0) - y(m),
-            y(m + sd),
-            y((m - sd).max(0.0)),
-            y(m + sd) - 6.0,
-            h - bottom + 16.0,
-            h - bottom + 16.0,
-            name.replace('&', "&amp;").replace('<', "&lt;"),
-            cx = x + bw / 2.0,
-        );
-    }
-    s.push_str("</svg>\n");
-    s
 }
 
 #[cfg(test)]
@@ -596,5 +615,72 @@ mod tests {
         assert_eq!(m, 2.0);
         assert!((s - 1.0).abs() < 1e-12);
         assert_eq!(mean_std(&[4.0]), (4.0, 0.0));
+    }
+
+    #[test]
+    fn plots_are_written_as_png_and_linked() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().to_owned();
+        let config = TablesConfig {
+            model: ModelConfig::tiny(),
+            data: out.join("data"),
+            tokenizer: out.join("tokenizer.json"),
+            visual_tokenizer: out.join("visual_tokenizer"),
+            out: out.clone(),
+            seeds: vec![0, 1],
+            pretrain_steps: 3,
+            pretrain_batch: 2,
+            finetune_steps: 3,
+            finetune_batch: 2,
+            eval_limit: None,
+            rerank_k: 4,
+            command: "vlbeit-train tables".into(),
+            device: Device::Cpu,
+            progress: false,
+        };
+        let metrics = |run: &str, losses: &[f64]| {
+            let dir = out.join(run);
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut text = String::new();
+            for (i, loss) in losses.iter().enumerate() {
+                let line = serde_json::json!({ "step": i + 1, "train": { "loss": loss } });
+                text.push_str(&format!("{line}\n"));
+            }
+            text.push_str("{\"step\": 3, \"eval\": {\"accuracy\": 50.0}}\n");
+            std::fs::write(dir.join("metrics.jsonl"), text).unwrap();
+        };
+        metrics("pretrain-full-s0", &[9.0, 7.0, 6.0]);
+        metrics("pretrain-mvlm-s0", &[5.0, 4.0, 3.5]);
+        metrics("finetune-full-vqa-s0", &[3.0, 2.0, 1.5]);
+        metrics("finetune-full-retrieval-s0", &[4.0, 3.0, 2.5]);
+        let mut results: Results = BTreeMap::new();
+        for (v, score) in [("mvlm", 40.0), ("full", 50.0)] {
+            let slot = results
+                .entry(v.into())
+                .or_default()
+                .entry("vqa".into())
+                .or_default()
+                .entry("val".into())
+                .or_default();
+            slot.insert("vqa_score".into(), vec![score, score + 2.0]);
+        }
+        std::fs::write(
+            out.join("results.json"),
+            serde_json::to_string(&results).unwrap(),
+        )
+        .unwrap();
+        write_plots(&config).unwrap();
+        for name in ["pretrain_loss", "finetune_loss", "ablation"] {
+            let img = image::open(out.join(format!("results/{name}.png"))).unwrap();
+            assert_eq!(
+                (img.width(), img.height()),
+                (crate::plot::WIDTH, crate::plot::HEIGHT)
+            );
+        }
+        let md = render(&config, &results, 1.0);
+        for name in ["pretrain_loss", "finetune_loss", "ablation"] {
+            assert!(md.contains(&format!("(results/{name}.png)")), "{name}");
+        }
+        assert!(!md.contains(".svg"));
     }
 }

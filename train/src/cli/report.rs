@@ -1,4 +1,4 @@
-//! `vlbeit-train report`: turns a run's `metrics.jsonl` into loss curves (SVG) and a Markdown
+//! `vlbeit-train report`: turns a run's `metrics.jsonl` into loss curves (PNG) and a Markdown
 //! table of the held-out evaluations, so the docs are reproduced by a command.
 
 use std::path::PathBuf;
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::plot::{Series, line_chart};
+use crate::plot::{Series, line_chart, save_png};
 
 /// Arguments of `vlbeit-train report`.
 #[derive(Debug, clap::Args)]
@@ -14,9 +14,10 @@ pub struct ReportArgs {
     /// A run's metrics file (`<run>/metrics.jsonl`).
     #[arg(long)]
     pub metrics: PathBuf,
-    /// Where to write the loss-curve SVG.
-    #[arg(long)]
-    pub svg: PathBuf,
+    /// Where to write the loss-curve PNG (`--svg`, the old name, is accepted; a path not ending
+    /// in `.png` gets that extension).
+    #[arg(long, alias = "svg")]
+    pub png: PathBuf,
     /// Average the training curves over this many steps.
     #[arg(long, default_value_t = 25)]
     pub smooth: usize,
@@ -65,13 +66,20 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
             Series { name: task, points }
         })
         .collect();
-    let svg = line_chart(
+    let chart = line_chart(
         "VL-BEiT tiny pretraining: training loss per task",
         "step",
         &format!("cross-entropy (mean of {window} steps)"),
         &series,
     );
-    std::fs::write(&args.svg, svg).with_context(|| format!("writing {}", args.svg.display()))?;
+    let png = if args.png.extension().is_some_and(|e| e == "png") {
+        args.png.clone()
+    } else {
+        let png = args.png.with_extension("png");
+        eprintln!("report: writing the loss curves to {}", png.display());
+        png
+    };
+    save_png(&chart, &png)?;
 
     println!(
         "| step | MLM | MIM | MVLM text | MVLM image | colour words: image / text only | shape words: image / text only |"
