@@ -3,7 +3,7 @@
 //! data set is read here; the public formats (Karpathy JSON, VQAv2, NLVR2 JSON lines, class
 //! folders, ADE20K folders) are read by [`super::formats`] into the same structures.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};
@@ -112,6 +112,20 @@ pub struct RetrievalData {
     pub images: ImageSet,
     pub texts: Vec<String>,
     pub text_image: Vec<usize>,
+}
+
+impl RetrievalData {
+    /// For each of `images`, the set of its texts.
+    pub fn captions_of(&self, images: &[usize]) -> Vec<HashSet<&str>> {
+        let slot: HashMap<usize, usize> = images.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+        let mut out = vec![HashSet::new(); images.len()];
+        for (t, image) in self.text_image.iter().enumerate() {
+            if let Some(&k) = slot.get(image) {
+                out[k].insert(self.texts[t].as_str());
+            }
+        }
+        out
+    }
 }
 
 /// VQA data: `questions[q]` about `images[question_image[q]]`, with soft targets

@@ -64,6 +64,24 @@ pub fn sample_hard_negatives(
         .collect()
 }
 
+/// `[i][t]`: whether text `texts[t]` is a caption of image `images[i]` — its own, or word for
+/// word one of the image's own captions though written for another image ("two circles on a
+/// grey background" describes many scenes; COCO has duplicate captions too). Such a pair is no
+/// negative: labelled "no match", it would teach ITM to disbelieve a true caption.
+pub fn positives(data: &RetrievalData, images: &[usize], texts: &[usize]) -> Vec<Vec<bool>> {
+    let own = data.captions_of(images);
+    images
+        .iter()
+        .zip(&own)
+        .map(|(&image, own)| {
+            texts
+                .iter()
+                .map(|&t| data.text_image[t] == image || own.contains(data.texts[t].as_str()))
+                .collect()
+        })
+        .collect()
+}
+
 /// Loss terms of one retrieval step.
 pub struct RetrievalLoss {
     pub loss: Tensor,
@@ -97,7 +115,8 @@ pub fn loss(
 
     // Hard negatives: texts of other images for each image, images of other texts for each text.
     let sim = rows_f32(&logits.detach());
-    let same = |i: usize, t: usize| data.text_image[texts[t]] == images[i];
+    let positive = positives(data, images, texts);
+    let same = |i: usize, t: usize| positive[i][t];
     let neg_text = sample_hard_negatives(&sim, |i, t| !same(i, t), rng);
     let sim_t: Vec<Vec<f32>> = (0..images.len())
         .map(|t| (0..images.len()).map(|i| sim[i][t]).collect())
@@ -257,6 +276,29 @@ fn put_recall(metrics: &mut BTreeMap<String, f64>, prefix: &str, r: Recall) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_identical_to_an_own_caption_is_no_negative() {
+        let texts = ["two circles", "a red star", "two circles", "a blue square", "a red star"];
+        let data = RetrievalData {
+            images: super::super::data::ImageSet {
+                names: vec!["a".into(), "b".into(), "c".into()],
+                pixels: Tensor::zeros([3, 3, 2, 2], (Kind::Float, tch::Device::Cpu)),
+            },
+            texts: texts.iter().map(|t| t.to_string()).collect(),
+            text_image: vec![0, 0, 1, 1, 2],
+        };
+        // batch: images 0, 1, 2 with texts 0 ("two circles" of 0), 2 ("two circles" of 1), 4
+        let p = positives(&data, &[0, 1, 2], &[0, 2, 4]);
+        assert_eq!(
+            p,
+            vec![
+                vec![true, true, true], // image 0 has "two circles" and "a red star"
+                vec![true, true, false],
+                vec![false, false, true],
+            ]
+        );
+    }
 
     #[test]
     fn hard_negative_sampler_never_picks_the_positive() {
