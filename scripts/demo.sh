@@ -38,7 +38,7 @@ step "pretrain tiny (MLM + MIM + MVLM) -> $out/pretrain"
 "$train" pretrain --config tiny --data "$out/scenes" --tokenizer "$out/tokenizer.json" \
     --visual-tokenizer "$out/visual_tokenizer" --out "$out/pretrain" \
     --steps "${VLBEIT_DEMO_STEPS:-1000}" --eval-every 250 --checkpoint-every 250 --seed "$seed"
-"$train" report --metrics "$out/pretrain/metrics.jsonl" --svg "$out/pretrain/loss.svg"
+"$train" report --metrics "$out/pretrain/metrics.jsonl" --png "$out/pretrain/loss.png"
 
 ft_steps=${VLBEIT_DEMO_FT_STEPS:-300}
 step "fine-tune retrieval (ITC + ITM with hard negatives) -> $out/finetune-retrieval"

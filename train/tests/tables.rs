@@ -42,8 +42,8 @@ fn smoke_run_writes_all_five_tables() {
     }
     assert!(md.contains(" ± "), "{md}");
     assert!(!md.contains("| – |"), "an empty cell:\n{md}");
-    assert!(config.out.join("results/pretrain_loss.svg").is_file());
-    assert!(config.out.join("results/ablation.svg").is_file());
+    assert!(config.out.join("results/pretrain_loss.png").is_file());
+    assert!(config.out.join("results/ablation.png").is_file());
 
     // finished runs are reused: same numbers, nothing retrained
     let stamp = std::fs::metadata(

@@ -20,7 +20,7 @@ pub struct TablesArgs {
     pub tokenizer: PathBuf,
     #[arg(long, default_value = "data/visual_tokenizer")]
     pub visual_tokenizer: PathBuf,
-    /// Run directory (every run is kept and reused; results.md, results.json, results/*.svg).
+    /// Run directory (every run is kept and reused; results.md, results.json, results/*.png).
     #[arg(long, default_value = "data/tables")]
     pub out: PathBuf,
     #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
