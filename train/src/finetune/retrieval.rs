@@ -279,7 +279,13 @@ mod tests {
 
     #[test]
     fn a_text_identical_to_an_own_caption_is_no_negative() {
-        let texts = ["two circles", "a red star", "two circles", "a blue square", "a red star"];
+        let texts = [
+            "two circles",
+            "a red star",
+            "two circles",
+            "a blue square",
+            "a red star",
+        ];
         let data = RetrievalData {
             images: super::super::data::ImageSet {
                 names: vec!["a".into(), "b".into(), "c".into()],
