@@ -5,6 +5,7 @@
 //! the project uses for demos and tests.
 
 pub mod config;
+pub mod fs;
 pub mod manifest;
 pub mod preprocess;
 pub mod rng;

@@ -87,26 +87,15 @@ pub fn bar_chart(title: &str, y_label: &str, groups: &[BarGroup<'_>]) -> RgbImag
 
 /// Saves `image` as PNG at `path` atomically (a temporary file in the same directory, renamed).
 pub fn save_png(image: &RgbImage, path: &Path) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("writing {}: not a file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = image
-        .save_with_format(&tmp, ImageFormat::Png)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(anyhow::Error::from));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.with_context(|| format!("writing {}", path.display()))
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut bytes, ImageFormat::Png)
+        .with_context(|| format!("encoding {}", path.display()))?;
+    vlbeit_core::fs::write_atomically(path, bytes.get_ref()).map_err(|(file, source)| {
+        anyhow::Error::from(source)
+            .context(file.display().to_string())
+            .context(format!("writing {}", path.display()))
+    })
 }
 
 fn render_line_chart(

@@ -190,7 +190,7 @@ pub fn run_tables(config: &TablesConfig) -> anyhow::Result<Results> {
         config.out.join("results.json"),
         serde_json::to_string_pretty(&results)?,
     )?;
-    write_plots(config)?;
+    write_plots(config, &results)?;
     let markdown = render(config, &results, started.elapsed().as_secs_f64());
     std::fs::write(config.out.join("results.md"), markdown)?;
     Ok(results)
@@ -509,7 +509,7 @@ const ABLATION_METRICS: [(&str, &str, &str); 4] = [
 /// PNG plots in `out/results/`: the pretraining loss curves of every pretrained variant and the
 /// fine-tuning loss curves of the full model's tasks (first seed), and the Table 4/5 ablation
 /// bars over seeds.
-fn write_plots(config: &TablesConfig) -> anyhow::Result<()> {
+fn write_plots(config: &TablesConfig, results: &Results) -> anyhow::Result<()> {
     let seed = config.seeds[0];
     let plots = config.out.join("results");
     std::fs::create_dir_all(&plots).with_context(|| format!("creating {}", plots.display()))?;
@@ -569,11 +569,6 @@ fn write_plots(config: &TablesConfig) -> anyhow::Result<()> {
         )?;
     }
 
-    let path = config.out.join("results.json");
-    let results: Results = serde_json::from_str(
-        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", path.display()))?;
     let groups: Vec<BarGroup<'_>> = ABLATION_VARIANTS
         .iter()
         .map(|&v| BarGroup {
@@ -581,7 +576,7 @@ fn write_plots(config: &TablesConfig) -> anyhow::Result<()> {
             bars: ABLATION_METRICS
                 .iter()
                 .map(|&(name, task, metric)| {
-                    let (mean, std) = mean_std(get(&results, v, task, "val", metric));
+                    let (mean, std) = mean_std(get(results, v, task, "val", metric));
                     Bar {
                         series: name,
                         mean,
@@ -669,7 +664,7 @@ mod tests {
             serde_json::to_string(&results).unwrap(),
         )
         .unwrap();
-        write_plots(&config).unwrap();
+        write_plots(&config, &results).unwrap();
         for name in ["pretrain_loss", "finetune_loss", "ablation"] {
             let img = image::open(out.join(format!("results/{name}.png"))).unwrap();
             assert_eq!(

@@ -28,7 +28,6 @@ mod train;
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
@@ -167,7 +166,8 @@ impl TextTokenizer {
     /// Writes `tokenizer.json` atomically: a temporary file in the same directory, fsync, rename.
     /// The output is byte-identical for identical tokenizers.
     pub fn save(&self, path: &Path) -> Result<(), TextError> {
-        write_atomically(path, self.to_json()?.as_bytes())
+        crate::fs::write_atomically(path, self.to_json()?.as_bytes())
+            .map_err(|(path, source)| TextError::Io { path, source })
     }
 
     /// The `tokenizer.json` contents (pretty-printed, deterministic).
@@ -250,52 +250,4 @@ fn check_unigram_unk(value: &serde_json::Value, file: &Path) -> Result<(), TextE
         file: file.to_owned(),
         found,
     })
-}
-
-/// Write to a uniquely named temporary file next to `path`, fsync it, rename it over `path`,
-/// then fsync the directory so the rename itself survives a crash.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TextError> {
-    use std::io::Write;
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-    let io_error = |path: &Path, source| TextError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let Some(name) = path.file_name() else {
-        let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path");
-        return Err(io_error(path, source));
-    };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    // Unique per process and call, so concurrent saves never share a temporary file.
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
-        });
-    if let Err(source) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_error(&tmp, source));
-    }
-    if let Err(source) = std::fs::rename(&tmp, path) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_error(path, source));
-    }
-    // Some filesystems refuse fsync on a directory; the file's data is already durable.
-    if let Ok(dir) = std::fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
 }
