@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The seed's Tables 1-5 at small scale on the synthetic scenes (about 75 minutes on 2 cores):
+# The seed's Tables 1-5 at small scale on the synthetic scenes (about 55 minutes on 2 cores):
 # set-up, release build, the data (scenes, tokenizers) when missing, then `vlbeit-train tables`,
 # whose results.md and plots are copied to docs/.
 #
@@ -46,7 +46,7 @@ fi
 step "tables -> $out (seeds $seeds)"
 "$train" tables --data "$data/scenes" --tokenizer "$data/tokenizer.json" \
     --visual-tokenizer "$data/visual_tokenizer" --out "$out" --seeds "$seeds" \
-    --pretrain-steps 250 --finetune-steps 80 --eval-limit 150
+    --pretrain-steps 500 --finetune-steps 120 --eval-limit 150
 mkdir -p docs/results
 cp "$out/results.md" docs/results.md
 cp "$out"/results/*.png docs/results/

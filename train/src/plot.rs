@@ -197,7 +197,7 @@ fn render_bar_chart(title: &str, y_label: &str, groups: &[BarGroup<'_>]) -> (Rgb
     }
     let ends = groups.iter().flat_map(|g| &g.bars).flat_map(|b| {
         let s = if b.std.is_finite() { b.std.abs() } else { 0.0 };
-        [b.mean - s, b.mean + s]
+        [error_low(b.mean, s), b.mean + s]
     });
     let (lo, hi) = range(ends.chain([0.0]).filter(|v| v.is_finite()));
     let yt = Ticks::new(lo, hi);
@@ -273,7 +273,7 @@ fn render_bar_chart(title: &str, y_label: &str, groups: &[BarGroup<'_>]) -> (Rgb
             );
             let mut label_bottom = ym.min(base);
             if bar.std.is_finite() && bar.std > 0.0 {
-                let (ya, yb) = (y(bar.mean + bar.std), y(bar.mean - bar.std));
+                let (ya, yb) = (y(bar.mean + bar.std), y(error_low(bar.mean, bar.std)));
                 let cap = ((bx1 - bx0) / 6).max(3);
                 for dx in [0, 1] {
                     vline_clipped(&mut img, cx - 1 + dx, ya, yb + 1, plot, INK);
@@ -445,6 +445,14 @@ fn wrap(text: &str, width: i64, scale: i64, max_lines: usize) -> Vec<String> {
 }
 
 /// Finite `(min, max)` of `values`, widened when empty or constant.
+/// Lower end of an error bar: `mean - std`, clipped at 0 for a non-negative mean (percentages,
+/// losses and counts cannot go below zero, and the axis should not grow a negative range for
+/// them).
+fn error_low(mean: f64, std: f64) -> f64 {
+    let low = mean - std.abs();
+    if mean >= 0.0 { low.max(0.0) } else { low }
+}
+
 fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
         (lo.min(v), hi.max(v))
@@ -904,6 +912,16 @@ mod tests {
             runs.push(current);
         }
         runs
+    }
+
+    #[test]
+    fn error_bars_of_non_negative_bars_stop_at_zero() {
+        // R@1 of 0.9 ± 1.0: the axis starts at 0, not at a negative tick.
+        assert_eq!(error_low(0.9, 1.0), 0.0);
+        assert_eq!(error_low(5.0, 1.0), 4.0);
+        assert_eq!(error_low(-2.0, 1.0), -3.0);
+        let (lo, hi) = range([error_low(0.9, 1.0), 0.9 + 1.0, 0.0].into_iter());
+        assert_eq!(Ticks::new(lo, hi).lo(), 0.0);
     }
 
     #[test]

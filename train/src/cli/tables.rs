@@ -25,16 +25,16 @@ pub struct TablesArgs {
     pub out: PathBuf,
     #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
     pub seeds: Vec<u64>,
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 500)]
     pub pretrain_steps: u64,
     #[arg(long, default_value_t = 32)]
     pub pretrain_batch: usize,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 120)]
     pub finetune_steps: u64,
     #[arg(long, default_value_t = 32)]
     pub finetune_batch: usize,
     /// Images / questions / items evaluated per split (0 = all).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 150)]
     pub eval_limit: usize,
     #[arg(long, default_value_t = 8)]
     pub rerank_k: usize,
