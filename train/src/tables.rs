@@ -659,11 +659,6 @@ mod tests {
                 .or_default();
             slot.insert("vqa_score".into(), vec![score, score + 2.0]);
         }
-        std::fs::write(
-            out.join("results.json"),
-            serde_json::to_string(&results).unwrap(),
-        )
-        .unwrap();
         write_plots(&config, &results).unwrap();
         for name in ["pretrain_loss", "finetune_loss", "ablation"] {
             let img = image::open(out.join(format!("results/{name}.png"))).unwrap();
